@@ -1,0 +1,168 @@
+"""The ``edgeslim`` command: parses, calls the library, renders. Nothing else.
+
+Every :class:`~edgeslim.errors.EdgeslimError` ends as one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional
+
+import typer
+from rich.console import Console
+
+from edgeslim.errors import EdgeslimError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compress a PyTorch vision model into smaller, faster ONNX/OpenVINO/TensorRT "
+                       "artifacts and measure them on the target.")
+out = Console()
+err = Console(stderr=True)
+
+
+class RichReporter:
+    """Progress bars and log lines on the terminal."""
+
+    def __init__(self, console: Console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=True)
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: Optional[int] = None) -> Iterator[Callable[[int], None]]:
+        tid = self.progress.add_task(description, total=total)
+        try:
+            yield lambda n=1: self.progress.advance(tid, n)
+        finally:
+            self.progress.remove_task(tid)
+
+    def log(self, message: str) -> None:
+        self.console.print(f"[dim]· {message}[/]", highlight=False)
+
+
+def _fail(e: EdgeslimError) -> None:
+    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    raise typer.Exit(e.exit_code)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except EdgeslimError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to resume")
+        raise typer.Exit(130)
+
+
+SetOpt = typer.Option(None, "--set", help="override a recipe field: key.path=value (repeatable)")
+
+
+@app.command()
+def run(
+    recipe: Optional[Path] = typer.Argument(None, help="recipe YAML (default: the embedded default)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<name>)"),
+    set_: Optional[List[str]] = SetOpt,
+    wait: bool = typer.Option(False, "--wait", help="wait for another run holding the directory"),
+) -> None:
+    """Run one recipe: baseline → compress → fine-tune → export → quantize → profile."""
+    from edgeslim.pipeline.run import run_recipe
+    from edgeslim.recipe import load_recipe
+    from edgeslim.report.table import rich_table
+
+    with _user_errors():
+        r = load_recipe(recipe, set_ or [])
+        run_dir = out_dir or Path("runs") / r.name
+        rep = RichReporter(err)
+        with rep.progress:
+            summary = run_recipe(r, run_dir, reporter=rep, wait=wait)
+    out.print(rich_table(summary.rows, title=f"edgeslim · {r.name} · {run_dir}"))
+    out.print(f"results: {run_dir / 'results.json'}  report: {run_dir / 'report.md'}  "
+              f"({summary.seconds:.0f}s)", highlight=False)
+    failed = [row for row in summary.rows if row["status"] == "failed"]
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("recipe")
+def recipe_cmd(
+    recipe: Optional[Path] = typer.Argument(None, help="recipe YAML to resolve (default: the default)"),
+    set_: Optional[List[str]] = SetOpt,
+) -> None:
+    """Print the resolved recipe as YAML you can copy and edit."""
+    from edgeslim.recipe import dump_recipe, load_recipe
+
+    with _user_errors():
+        sys.stdout.write(dump_recipe(load_recipe(recipe, set_ or [])))
+
+
+@app.command()
+def models(pattern: str = typer.Argument("*", help="wildcard, e.g. 'resnet*'")) -> None:
+    """List the model zoo."""
+    from rich.table import Table
+
+    from edgeslim.models import MODELS
+
+    t = Table("name", "input", "family", "description")
+    for name in MODELS.names(pattern):
+        e = MODELS.get(name)
+        t.add_row(name, str(e.input_size), e.family, e.description)
+    out.print(t)
+
+
+@app.command()
+def methods() -> None:
+    """List compression methods and distillation losses with the options they accept."""
+    from rich.table import Table
+
+    from edgeslim.compress import METHODS
+
+    t = Table("name", "family", "description", "options")
+    for name, m in METHODS.items():
+        opts = ", ".join(f"{k}={f.default!r}" for k, f in (m.options.model_fields.items() if m.options else []))
+        t.add_row(name, m.family, m.description, opts or "—")
+    with contextlib.suppress(ImportError):
+        from edgeslim.finetune.distill import LOSSES
+
+        for name, loss in LOSSES.items():
+            t.add_row(name, "distill loss", loss.description, loss.options_help())
+    out.print(t)
+
+
+@app.command()
+def targets() -> None:
+    """List targets, the formats each runs, and whether it is available here."""
+    from rich.table import Table
+
+    from edgeslim.exporters import EXPORTERS
+    from edgeslim.targets import TARGETS, parse_target
+    from edgeslim.recipe import TargetCfg
+
+    t = Table("target", "formats", "available", "description")
+    for name, cls in TARGETS.items():
+        try:
+            tgt = parse_target(TargetCfg(name=name)) if name != "ssh" else None
+        except EdgeslimError:
+            tgt = None
+        ok, why = tgt.available() if tgt else (True, "given as ssh://user@host[:port]")
+        t.add_row(name, ", ".join(tgt.formats if tgt else cls.formats), "yes" if ok else f"no: {why}",
+                  cls.description)
+    out.print(t)
+    t = Table("format", "available", "description")
+    for name, e in EXPORTERS.items():
+        ok, why = e.available()
+        t.add_row(name, "yes" if ok else f"no: {why}", e.description)
+    out.print(t)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

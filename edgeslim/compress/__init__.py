@@ -1,0 +1,15 @@
+"""Compression methods, each registered by name in :data:`METHODS`.
+
+Example::
+
+    from edgeslim.compress import METHODS
+    METHODS.names()          # ['l1', 'l2', ...]
+    METHODS.get("l1").description
+"""
+
+from edgeslim.compress.base import METHODS, CompressJob, Method, register_method
+
+# Importing a family module registers its methods.
+from edgeslim.compress import norms  # noqa: E402,F401
+
+__all__ = ["METHODS", "CompressJob", "Method", "register_method"]

@@ -1,0 +1,174 @@
+"""The one structured pruner every channel criterion plugs into.
+
+Torch-Pruning's dependency graph finds the coupled layers (a residual add ties the
+channels of every conv feeding it; a depthwise conv ties its input and output), the
+criterion scores each group's channels, and the pruner physically removes the lowest.
+Criteria are Torch-Pruning importance callables; nothing else changes between them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from edgeslim.compress.base import CompressJob, Method
+from edgeslim.errors import CompressionError
+from edgeslim.registry import suggest
+
+
+def count_macs_params(model: nn.Module, example_inputs: torch.Tensor) -> tuple[int, int]:
+    """Multiply-accumulates of one forward pass on ``example_inputs``, and parameters."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        macs, params = tp.utils.count_ops_and_params(model, example_inputs)
+    model.train(was_training)
+    return int(macs), int(params)
+
+
+def classifier_layers(model: nn.Module, num_classes: int | None = None) -> list[nn.Module]:
+    """The output layer(s): the last Linear, or layers whose output is the class count."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if num_classes is not None:
+        heads = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))
+                 and getattr(m, "out_features", getattr(m, "out_channels", None)) == num_classes]
+        if heads:
+            return heads[-1:]
+    return linears[-1:]
+
+
+def resolve_ignored(model: nn.Module, names: list[str], num_classes: int | None) -> list[nn.Module]:
+    modules = dict(model.named_modules())
+    ignored = classifier_layers(model, num_classes)
+    for name in names:
+        if name not in modules:
+            raise CompressionError(
+                f"compress.ignored_layers: no layer named '{name}'{suggest(name, list(modules))}"
+            )
+        ignored.append(modules[name])
+    return ignored
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, loader, batches: int) -> int:
+    """Re-estimate BatchNorm running statistics on training batches; returns batches used.
+
+    Removing channels shifts every downstream activation distribution; stale running
+    statistics then wreck accuracy until fine-tuning. A cumulative average over a few
+    batches (momentum=None) fixes that without any training.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return 0
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    used = 0
+    for x, _ in loader:
+        model(x)
+        used += 1
+        if used >= batches:
+            break
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
+    return used
+
+
+def _make_pruner(model, job: CompressJob, importance, ratio: float, steps: int, ignored,
+                 ratio_dict: dict | None = None) -> tp.pruner.MetaPruner:
+    try:
+        return tp.pruner.MetaPruner(
+            model,
+            job.example_inputs,
+            importance=importance,
+            global_pruning=job.cfg.scope == "global",
+            pruning_ratio=ratio,
+            pruning_ratio_dict=ratio_dict,
+            iterative_steps=steps,
+            ignored_layers=ignored,
+            round_to=job.cfg.round_to,
+            max_pruning_ratio=0.95,
+        )
+    except Exception as err:  # the graph tracer fails on unsupported structures
+        raise CompressionError(f"cannot build the pruning dependency graph of this model: {err}") from None
+
+
+def prune_structured(
+    job: CompressJob,
+    importance_fn: Callable[[nn.Module, CompressJob], Any],
+    *,
+    ratio: float | None = None,
+    ratio_dict: dict[str, float] | None = None,
+) -> nn.Module:
+    """Prune ``job.model`` in place by ``ratio`` (or ``job.cfg.target_macs``) and return it.
+
+    ``importance_fn(model, job)`` builds the criterion for the model being pruned; it is
+    called once per model so data-driven criteria see the current weights.
+    """
+    cfg = job.cfg
+    num_classes = job.spec.get("num_classes")
+    if cfg.target_macs is not None and ratio is None and ratio_dict is None:
+        ratio = search_ratio_for_macs(job, importance_fn, cfg.target_macs)
+    ratio = cfg.ratio if ratio is None else ratio
+    model = job.model
+    ignored = resolve_ignored(model, cfg.ignored_layers, num_classes)
+    modules = dict(model.named_modules())
+    rdict = {modules[n]: r for n, r in (ratio_dict or {}).items()} or None
+    pruner = _make_pruner(model, job, importance_fn(model, job), ratio, cfg.steps, ignored, rdict)
+    for step in range(cfg.steps):
+        pruner.step()
+        if cfg.bn_recalibration:
+            recalibrate_bn(model, job.data.train_loader(job.batch_size, seed=job.seed + step), cfg.recalibration_batches)
+        if step < cfg.steps - 1 and job.finetune is not None:
+            job.log(f"step {step + 1}/{cfg.steps}: fine-tuning between steps")
+            job.finetune(model, 1)
+    _check_not_empty(model)
+    return model
+
+
+def _check_not_empty(model: nn.Module) -> None:
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d) and (m.out_channels == 0 or m.in_channels == 0):
+            raise CompressionError(f"pruning removed every channel of layer '{name}'; lower the ratio")
+        if isinstance(m, nn.Linear) and (m.in_features == 0 or m.out_features == 0):
+            raise CompressionError(f"pruning removed every feature of layer '{name}'; lower the ratio")
+
+
+def search_ratio_for_macs(job: CompressJob, importance_fn, target: float, iters: int = 8) -> float:
+    """Binary-search the channel ratio whose pruned model removes ``target`` of the MACs."""
+    base_macs, _ = count_macs_params(job.model, job.example_inputs)
+    lo, hi = 0.0, 0.95
+    best = hi
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        trial = copy.deepcopy(job.model)
+        ignored = resolve_ignored(trial, job.cfg.ignored_layers, job.spec.get("num_classes"))
+        p = _make_pruner(trial, job, importance_fn(trial, job), mid, 1, ignored)
+        p.step()
+        macs, _ = count_macs_params(trial, job.example_inputs)
+        removed = 1 - macs / base_macs
+        if removed >= target:
+            best, hi = mid, mid
+        else:
+            lo = mid
+    job.notes["ratio_for_target_macs"] = round(best, 4)
+    return best
+
+
+class StructuredMethod(Method):
+    """A channel criterion: subclasses implement :meth:`importance` only."""
+
+    family = "structured"
+
+    def importance(self, model: nn.Module, job: CompressJob) -> Any:
+        raise NotImplementedError
+
+    def apply(self, job: CompressJob) -> nn.Module:
+        return prune_structured(job, self.importance)

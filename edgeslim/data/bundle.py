@@ -1,0 +1,124 @@
+"""The :class:`DataBundle`: a train/val pair of datasets plus what the pipeline needs to know.
+
+Every data source (``digits``, ``synthetic``, ``imagefolder:PATH``) returns a bundle, so
+fine-tuning, calibration and evaluation never depend on where the images came from.
+
+Items of both splits are ``(x, y)`` with ``x`` a float32 tensor ``[3, H, W]`` (already
+normalized) and ``y`` an int64 scalar tensor.
+
+Example::
+
+    bundle = load_data("digits", input_size=32, num_classes=10)
+    for x, y in bundle.train_loader(64, seed=0):
+        ...
+    calib = bundle.calibration(128, seed=0)   # float32 [128, 3, 32, 32], train split only
+    xs, ys = bundle.val_arrays()              # whole val split, in order
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from edgeslim.errors import DataError
+
+
+@dataclass
+class DataBundle:
+    """Train and val datasets of one source, with their class count and input size."""
+
+    name: str
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    # False for synthetic data: its labels are meaningless, so accuracy is absent, not 0.
+    labelled: bool
+    input_size: int
+    # Class names in label order, when the source has them (imagefolder folder names).
+    class_names: tuple[str, ...] | None = None
+
+    def train_loader(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        sampler=None,
+        drop_last: bool = False,
+    ) -> DataLoader:
+        """A loader over the train split, shuffled by a seeded generator.
+
+        Example::
+
+            loader = bundle.train_loader(32, seed=1)   # same seed -> same batch order
+        """
+        generator = torch.Generator().manual_seed(int(seed))
+        # DataLoader refuses shuffle together with a sampler; the sampler decides the order.
+        return DataLoader(
+            self.train,
+            batch_size=batch_size,
+            shuffle=bool(shuffle) and sampler is None,
+            sampler=sampler,
+            drop_last=drop_last,
+            generator=generator,
+            num_workers=0,  # workers make runs non-reproducible and cost more than they save here
+        )
+
+    def val_loader(self, batch_size: int) -> DataLoader:
+        """A loader over the val split, in its fixed order.
+
+        Example::
+
+            for x, y in bundle.val_loader(256): ...
+        """
+        return DataLoader(self.val, batch_size=batch_size, shuffle=False, num_workers=0)
+
+    def calibration(self, n: int, *, seed: int = 0) -> np.ndarray:
+        """A seeded random subset of ``n`` train inputs, float32 ``[n, 3, H, W]``.
+
+        Calibration never touches the val split, so quantized accuracy is measured on
+        images the quantizer has not seen.
+
+        Example::
+
+            calib = bundle.calibration(64, seed=0)   # deterministic for a given seed
+        """
+        n = int(n)
+        available = len(self.train)
+        if n < 1:
+            raise DataError(
+                f"calibration set needs at least 1 sample, {n} were asked (data.calibration_samples)"
+            )
+        if n > available:
+            raise DataError(
+                f"calibration set has only {available} training samples, {n} were asked "
+                "(data.calibration_samples)"
+            )
+        indices = np.random.default_rng(int(seed)).choice(available, size=n, replace=False)
+        return _stack_inputs(self.train, indices.tolist())
+
+    def val_arrays(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """All val inputs (float32) and labels (int64, or ``None`` when unlabelled), in order.
+
+        Example::
+
+            xs, ys = bundle.val_arrays(limit=100)   # the first 100 val samples
+        """
+        count = len(self.val) if limit is None else min(int(limit), len(self.val))
+        indices = list(range(count))
+        xs = _stack_inputs(self.val, indices)
+        if not self.labelled:
+            return xs, None
+        ys = np.array([int(self.val[i][1]) for i in indices], dtype=np.int64)
+        return xs, ys
+
+
+def _stack_inputs(dataset: Dataset, indices: list[int]) -> np.ndarray:
+    """Stack the inputs of ``dataset[i]`` for ``i`` in ``indices`` as one float32 array."""
+    if not indices:
+        first = dataset[0][0] if len(dataset) else torch.zeros(3, 1, 1)
+        return np.zeros((0, *first.shape), dtype=np.float32)
+    return np.stack([dataset[i][0].numpy() for i in indices]).astype(np.float32, copy=False)

@@ -1,0 +1,137 @@
+"""The training loop used by baseline training, sparsity training and fine-tuning.
+
+SGD with momentum (or AdamW) under a cosine learning-rate schedule, one progress bar per
+epoch, validation accuracy after each epoch in the returned history. A ``loss_fn`` hook
+lets distillation and sparsity regularizers add their terms without another loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgeslim.pipeline.context import NullReporter, Reporter
+
+# loss_fn(model, x, y, logits) -> extra loss tensor, added to the task loss;
+# or a replacement when it returns (loss, True).
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TrainSpec:
+    epochs: int
+    lr: float
+    optimizer: str = "sgd"  # sgd | adamw
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 64
+    seed: int = 0
+    warmup_steps: int = 0
+
+
+def make_optimizer(params, spec: TrainSpec) -> torch.optim.Optimizer:
+    if spec.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
+                           weight_decay=spec.weight_decay, nesterov=spec.momentum > 0)
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int = 0) -> float:
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.5 * base * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader) -> Optional[float]:
+    """Top-1 accuracy (fraction) over ``loader``; None when the data has no labels."""
+    if loader is None:
+        return None
+    model.eval()
+    correct = total = 0
+    for x, y in loader:
+        pred = model(x).argmax(1)
+        correct += int((pred == y).sum())
+        total += int(y.numel())
+    return correct / total if total else None
+
+
+def train(
+    model: nn.Module,
+    data: Any,
+    spec: TrainSpec,
+    *,
+    reporter: Reporter | None = None,
+    loss_fn: LossFn | None = None,
+    extra_params: list[nn.Parameter] | None = None,
+    after_step: Callable[[nn.Module], None] | None = None,
+    description: str = "train",
+    sampler_factory: Callable[[int], Any] | None = None,
+    reduce: Callable[[list[float]], list[float]] | None = None,
+) -> list[dict[str, float]]:
+    """Train ``model`` in place on ``data.train``; returns one history row per epoch.
+
+    ``after_step(model)`` runs after every optimizer step (unstructured pruning re-applies
+    its masks there). ``sampler_factory(epoch)`` and ``reduce`` are the hooks distributed
+    training uses for a per-rank sampler and for summing metrics across ranks.
+    """
+    reporter = reporter or NullReporter()
+    torch.manual_seed(spec.seed)
+    params = [p for p in model.parameters() if p.requires_grad] + list(extra_params or [])
+    opt = make_optimizer(params, spec)
+    history: list[dict[str, float]] = []
+    if spec.epochs <= 0:
+        return history
+    labelled = getattr(data, "labelled", True)
+    steps_per_epoch = None
+    step = 0
+    for epoch in range(spec.epochs):
+        sampler = sampler_factory(epoch) if sampler_factory else None
+        loader = data.train_loader(spec.batch_size, shuffle=sampler is None,
+                                   seed=spec.seed + epoch, sampler=sampler)
+        if steps_per_epoch is None:
+            steps_per_epoch = len(loader)
+            total_steps = steps_per_epoch * spec.epochs
+        model.train()
+        sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
+        with reporter.task(f"{description} epoch {epoch + 1}/{spec.epochs}", total=steps_per_epoch) as advance:
+            for x, y in loader:
+                for g in opt.param_groups:
+                    g["lr"] = cosine_lr(step, total_steps, spec.lr, spec.warmup_steps)
+                logits = model(x)
+                loss = F.cross_entropy(logits, y) if labelled else logits.pow(2).mean() * 0
+                if loss_fn is not None:
+                    loss = loss + loss_fn(model, x, y, logits)
+                if not torch.isfinite(loss):
+                    from edgeslim.errors import EdgeslimError
+
+                    raise EdgeslimError(f"{description}: the loss became {float(loss)} at epoch {epoch + 1}; lower the learning rate")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if after_step is not None:
+                    after_step(model)
+                n = int(y.numel())
+                sums[0] += loss.item() * n
+                sums[1] += int((logits.argmax(1) == y).sum())
+                sums[2] += n
+                step += 1
+                advance(1)
+        if reduce is not None:
+            sums = reduce(sums)
+        val = evaluate(model, data.val_loader(spec.batch_size)) if labelled else None
+        history.append({
+            "epoch": epoch + 1,
+            "lr": cosine_lr(step - 1, total_steps, spec.lr, spec.warmup_steps),
+            "train_loss": sums[0] / max(1, sums[2]),
+            "train_accuracy": sums[1] / max(1, sums[2]) if labelled else None,
+            "val_accuracy": val,
+        })
+    model.eval()
+    return history

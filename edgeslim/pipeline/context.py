@@ -1,0 +1,49 @@
+"""What every stage receives besides its inputs and config: the run context.
+
+Stages never print. They report progress through ``ctx.reporter`` (the CLI renders it
+with rich progress bars; tests and library users get a silent one) and log through
+``ctx.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+
+class Reporter(Protocol):
+    def task(self, description: str, total: int | None = None) -> contextlib.AbstractContextManager[Callable[[int], None]]:
+        """A unit of long work; the yielded callable advances it by n steps."""
+
+    def log(self, message: str) -> None: ...
+
+
+class NullReporter:
+    """Reports nothing: for tests and library use."""
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        yield lambda n=1: None
+
+    def log(self, message: str) -> None:
+        logging.getLogger("edgeslim").info(message)
+
+
+@dataclass
+class Context:
+    run_dir: Path
+    seed: int = 0
+    reporter: Reporter = field(default_factory=NullReporter)
+    # Distributed training (see edgeslim.finetune.distributed): rank 0 writes outputs.
+    rank: int = 0
+    world_size: int = 1
+
+    def log(self, message: str) -> None:
+        self.reporter.log(message)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0

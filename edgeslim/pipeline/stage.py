@@ -1,0 +1,111 @@
+"""Run one stage with caching: the ``done.json`` contract of the run directory.
+
+A stage's key is a hash of its config slice and of its inputs' content hashes. When the
+stage folder holds a ``done.json`` with the same key, the stage is skipped and its
+recorded outputs are returned. Otherwise the stage runs in a temporary sibling folder;
+only when it returns is ``done.json`` written there and the folder renamed into place,
+so a killed run never leaves a stage that looks finished.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from edgeslim.errors import RunDirError
+from edgeslim.io import read_json, sha256_file, sha256_json, write_json
+
+DONE = "done.json"
+
+
+@dataclass
+class StageResult:
+    name: str
+    dir: Path
+    key: str
+    outputs: dict[str, Any]  # what the stage returned (JSON-able; paths relative to dir)
+    hash: str  # content hash of the stage's files: the input hash of the next stages
+    cached: bool
+    seconds: float
+
+    def path(self, rel: str) -> Path:
+        return self.dir / rel
+
+
+def _content_hash(folder: Path) -> tuple[str, dict[str, str]]:
+    files = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != DONE:
+            files[p.relative_to(folder).as_posix()] = sha256_file(p)
+    return sha256_json(files), files
+
+
+def stage_key(name: str, config: Any, inputs: list[str]) -> str:
+    return sha256_json({"stage": name.split("/")[0], "config": config, "inputs": inputs})
+
+
+def is_done(folder: Path, key: str) -> bool:
+    done = folder / DONE
+    if not done.is_file():
+        return False
+    try:
+        return read_json(done).get("key") == key
+    except (OSError, ValueError):
+        return False
+
+
+def run_stage(
+    run_dir: Path,
+    name: str,
+    config: Any,
+    inputs: list[str],
+    fn: Callable[[Path], dict[str, Any]],
+) -> StageResult:
+    """Run ``fn(workdir) -> outputs`` as stage ``name`` unless it is already done."""
+    folder = run_dir / name
+    key = stage_key(name, config, inputs)
+    if is_done(folder, key):
+        done = read_json(folder / DONE)
+        return StageResult(name, folder, key, done["outputs"], done["hash"], True, done.get("seconds", 0.0))
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as err:
+        raise RunDirError(f"cannot create stage folder {tmp}: {err.strerror or err}") from None
+    t0 = time.perf_counter()
+    try:
+        outputs = fn(tmp)
+        seconds = time.perf_counter() - t0
+        digest, files = _content_hash(tmp)
+        write_json(tmp / DONE, {"stage": name, "key": key, "hash": digest, "files": files,
+                                "outputs": outputs, "seconds": round(seconds, 3),
+                                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.errno is not None and err.strerror:
+            raise RunDirError(f"stage {name}: cannot write {err.filename or folder}: {err.strerror}") from None
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return StageResult(name, folder, key, outputs, digest, False, seconds)
+
+
+def clean_stale_temporaries(run_dir: Path) -> None:
+    """Remove temporary stage folders left by a killed run."""
+    if not run_dir.exists():
+        return
+    for p in run_dir.rglob(".*.tmp-*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)

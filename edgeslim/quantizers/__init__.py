@@ -1,0 +1,6 @@
+"""Quantizers, registered as ``<format>-<precision>`` in :data:`QUANTIZERS`."""
+
+from edgeslim.quantizers.base import QUANTIZERS, Quantizer, register_quantizer
+from edgeslim.quantizers import onnx_ort  # noqa: E402,F401  (registers onnx-int8, onnx-fp16)
+
+__all__ = ["QUANTIZERS", "Quantizer", "register_quantizer"]

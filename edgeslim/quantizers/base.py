@@ -1,0 +1,61 @@
+"""What a quantizer is: (format, precision) -> a smaller artifact checked against its parent.
+
+Registered under ``"<format>-<precision>"`` (``onnx-int8``, ``openvino-int8``, ...).
+Calibration data always comes from the training split (``DataBundle.calibration``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+
+from edgeslim.artifacts import Artifact
+from edgeslim.errors import QuantizeError
+from edgeslim.exporters.parity import ParityReport, compare
+from edgeslim.registry import Registry
+
+# How close a quantized artifact must stay to its FP32 parent on real inputs.
+MIN_COSINE = {"fp16": 0.999, "bf16": 0.99, "int8": 0.95}
+
+
+class Quantizer:
+    format: ClassVar[str]
+    precision: ClassVar[str]
+    description: ClassVar[str]
+    needs_calibration: ClassVar[bool] = False
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def quantize(self, parent: Artifact, calibration: Optional[np.ndarray], out_dir: Path, *,
+                 cfg: Any) -> Artifact:
+        raise NotImplementedError
+
+
+QUANTIZERS: Registry[Quantizer] = Registry("quantizer")
+
+
+def register_quantizer(cls: type[Quantizer]) -> type[Quantizer]:
+    QUANTIZERS.register(f"{cls.format}-{cls.precision}", cls())
+    return cls
+
+
+def check_against_parent(parent_out: np.ndarray, out: np.ndarray, precision: str,
+                         what: str) -> ParityReport:
+    report = compare(parent_out, out, max_abs=None, min_cosine=MIN_COSINE[precision])
+    if not report.passed:
+        raise QuantizeError(f"{what} differs from its FP32 parent beyond tolerance: {report.summary()}")
+    return report
+
+
+def validate_against_parent(art: Artifact, parent: Artifact, x: np.ndarray) -> dict:
+    """Run both artifacts on ``x`` in their runtimes; fail when the child strays from its parent."""
+    from edgeslim.targets.runner import RUNNERS
+
+    with RUNNERS.get(parent.format)(parent) as r:
+        ref = r.infer(x)
+    with RUNNERS.get(art.format)(art) as r:
+        out = r.infer(x)
+    return check_against_parent(ref, out, art.precision, f"the {art.id} artifact").to_json()

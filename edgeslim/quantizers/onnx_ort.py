@@ -1,0 +1,138 @@
+"""ONNX Runtime quantization: static INT8 (QDQ) and FP16.
+
+INT8: the graph is pre-processed (shape inference, Conv+BN fusion), then quantized with
+Q/DQ pairs, per-channel INT8 weights and UINT8 activations (the fast path of ORT's x86
+kernels), calibrated on training images with minmax, entropy or percentile ranges.
+``quantize.symmetric_activations`` switches to symmetric INT8 activations and weights —
+what TensorRT expects from an explicit-quantization ONNX.
+FP16: weights and arithmetic in FP16 with FP32 inputs/outputs kept at the boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import onnx
+
+from edgeslim.artifacts import Artifact
+from edgeslim.errors import QuantizeError
+from edgeslim.exporters.onnx_files import check_onnx, load_onnx, save_onnx
+from edgeslim.quantizers.base import Quantizer, register_quantizer
+from edgeslim.quantizers.onnx_graph import compact_names
+
+_CALIB = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+class _Reader:
+    """ORT's CalibrationDataReader protocol over an array of training images."""
+
+    def __init__(self, name: str, data: np.ndarray, batch: int = 32):
+        self.name, self.data, self.batch = name, data, batch
+        self._it: Optional[Iterator[dict[str, np.ndarray]]] = None
+
+    def get_next(self) -> Optional[dict[str, np.ndarray]]:
+        if self._it is None:
+            self._it = ({self.name: self.data[i:i + self.batch]} for i in range(0, len(self.data), self.batch))
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = None
+
+
+@contextlib.contextmanager
+def _quiet():
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
+@register_quantizer
+class OnnxInt8(Quantizer):
+    format = "onnx"
+    precision = "int8"
+    description = "ONNX Runtime static INT8, QDQ, per-channel weights, calibrated"
+    needs_calibration = True
+
+    def quantize(self, parent: Artifact, calibration: Optional[np.ndarray], out_dir: Path, *,
+                 cfg: Any) -> Artifact:
+        from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                              quantize_static)
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        if calibration is None or len(calibration) == 0:
+            raise QuantizeError("INT8 quantization needs calibration samples")
+        pre = out_dir / "preprocessed.onnx"
+        raw = out_dir / "quantized.raw.onnx"
+        path = out_dir / "model.onnx"
+        symmetric = bool(cfg.symmetric_activations)
+        try:
+            with _quiet():
+                quant_pre_process(str(parent.path), str(pre), skip_symbolic_shape=True)
+                quantize_static(
+                    str(pre), str(raw), _Reader(parent_input_name(parent), calibration),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=cfg.per_channel,
+                    activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=getattr(CalibrationMethod, _CALIB[cfg.calibration_method]),
+                    extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                                   "CalibMovingAverage": False},
+                )
+        except QuantizeError:
+            raise
+        except Exception as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise QuantizeError(f"ONNX Runtime INT8 quantization of {parent.id} failed: {first}") from None
+        model = compact_names(load_onnx(raw))
+        save_onnx(model, path)
+        for p in (pre, raw):
+            for f in p.parent.glob(p.name + "*"):
+                f.unlink()
+        check_onnx(path)
+        art = Artifact(path, "onnx", "int8", parent.variant, parent.method, parent=parent.id)
+        art.info = {"quantizer": "onnxruntime.quantize_static", "format": "QDQ",
+                    "calibration_method": cfg.calibration_method,
+                    "calibration_samples": int(len(calibration)), "per_channel": cfg.per_channel,
+                    "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
+                    "weights": "int8 symmetric"}
+        return art
+
+
+@register_quantizer
+class OnnxFp16(Quantizer):
+    format = "onnx"
+    precision = "fp16"
+    description = "FP16 weights and compute, FP32 inputs/outputs (onnxconverter-common)"
+
+    def quantize(self, parent: Artifact, calibration: Optional[np.ndarray], out_dir: Path, *,
+                 cfg: Any) -> Artifact:
+        from onnxconverter_common import float16
+
+        path = out_dir / "model.onnx"
+        try:
+            with _quiet():
+                model = float16.convert_float_to_float16(load_onnx(parent.path), keep_io_types=True)
+        except Exception as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise QuantizeError(f"FP16 conversion of {parent.id} failed: {first}") from None
+        save_onnx(model, path)
+        check_onnx(path)
+        art = Artifact(path, "onnx", "fp16", parent.variant, parent.method, parent=parent.id)
+        art.info = {"quantizer": "onnxconverter_common.float16", "io_types": "fp32"}
+        return art
+
+
+def parent_input_name(parent: Artifact) -> str:
+    model = onnx.load(str(parent.path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in inits)

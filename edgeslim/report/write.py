@@ -1,0 +1,100 @@
+"""Write the run's reports: results.json (machine), report.md (person), manifest.json (release)."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from edgeslim.io import atomic_write_text, read_json, sha256_file, write_json
+from edgeslim.recipe import Recipe, recipe_to_dict
+from edgeslim.report.table import markdown_table
+
+PACKAGES = ("edgeslim", "torch", "onnx", "onnxruntime", "openvino", "nncf", "torch-pruning", "numpy")
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = None
+    try:
+        import tensorrt  # noqa: F401
+
+        out["tensorrt"] = metadata.version("tensorrt")
+    except Exception:
+        out["tensorrt"] = None
+    return out
+
+
+def git_commit(path: Path) -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() or None if r.returncode == 0 else None
+
+
+def _semantics_line(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    seen = set()
+    for r in rows:
+        s = r.get("semantics")
+        if not s:
+            continue
+        key = (r["target"], s.get("runtime"))
+        if key in seen:
+            continue
+        seen.add(key)
+        lines.append(f"- `{r['target']}`: {s.get('runtime')} {s.get('runtime_version')} on "
+                     f"{s.get('cpu', s.get('device'))} ({', '.join(s.get('isa', []))}), "
+                     f"{s.get('threads')} threads, batch {s.get('batch')}, "
+                     f"{s.get('iterations')} timed iterations after {s.get('warmup_iterations')} warm-up")
+    return "\n".join(lines)
+
+
+def write_reports(summary: Any, recipe: Recipe) -> None:
+    run_dir: Path = summary.run_dir
+    rows = summary.rows
+    write_json(run_dir / "results.json", rows)
+    base = read_json(run_dir / "00-baseline" / "done.json")["outputs"]
+    comp_report = read_json(run_dir / "10-compress" / "report.json")
+    fine = read_json(run_dir / "20-finetune" / "done.json")["outputs"]
+    acc = lambda a: "—" if a is None else f"{100 * a:.2f}%"  # noqa: E731
+    md = [
+        f"# edgeslim run `{recipe.name}`", "",
+        f"Model `{recipe.model.name}` at {recipe.model.input_size}×{recipe.model.input_size}, data "
+        f"`{recipe.data.name}`, compression `{recipe.compress.method}` "
+        f"(ratio {recipe.compress.ratio}, {recipe.compress.scope}).", "",
+        "## Model", "",
+        f"- baseline accuracy (PyTorch): {acc(base.get('accuracy'))} ({base.get('source')})",
+        f"- params {comp_report['params_before']:,} → {comp_report['params_after']:,} "
+        f"({comp_report['params_ratio']:.3f}×), MACs {comp_report['macs_before']:,} → "
+        f"{comp_report['macs_after']:,} ({comp_report['macs_ratio']:.3f}×)",
+        f"- accuracy right after compression: {acc(comp_report.get('accuracy_before_finetune'))}; "
+        f"after fine-tuning: {acc(fine.get('accuracy'))}", "",
+        "## Artifacts", "", markdown_table(rows), "",
+        "## How these were measured", "", _semantics_line(rows) or "- nothing was measured", "",
+        "Latency is measured on the artifact in its runtime, not on the PyTorch model; accuracy is "
+        "the artifact's own on the validation split. Sizes count every file an artifact needs.",
+    ]
+    atomic_write_text(run_dir / "report.md", "\n".join(md) + "\n")
+    files = {}
+    for r in rows:
+        for f in r.get("files", []):
+            files[f] = sha256_file(run_dir / f)
+    write_json(run_dir / "manifest.json", {
+        "edgeslim_run": recipe.name,
+        "versions": versions(),
+        "git_commit": git_commit(Path(__file__).parent),
+        "recipe": recipe_to_dict(recipe),
+        "files": files,
+        "stages": {s.name: {"key": s.key, "hash": s.hash, "cached": s.cached, "seconds": round(s.seconds, 3)}
+                   for s in summary.stages},
+        "metrics": [{k: r.get(k) for k in ("id", "target", "status", "reason", "bytes", "params", "macs",
+                                           "accuracy", "latency_ms", "semantics")} for r in rows],
+    })

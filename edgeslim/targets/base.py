@@ -1,0 +1,109 @@
+"""What a target is, and the registry of them.
+
+A target is where artifacts run: this machine's CPU, a constrained edge profile, a GPU,
+or a remote device. Each declares the formats it runs and whether it is available here
+(with the reason when not). ``profile`` returns one results row per artifact; it never
+raises for a runtime failure of one artifact: that becomes a ``failed`` row.
+"""
+
+from __future__ import annotations
+
+import platform
+import traceback
+from functools import lru_cache
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from edgeslim.artifacts import Artifact
+from edgeslim.errors import EdgeslimError, TargetError
+from edgeslim.registry import Registry, suggest
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Target:
+    name: ClassVar[str]
+    description: ClassVar[str]
+    formats: ClassVar[tuple[str, ...]] = ("onnx",)
+    options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, label: str, opts: BaseModel):
+        self.label = label  # how the recipe names it (e.g. "edge" or "ssh://pi@host")
+        self.opts = opts
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def runs(self, artifact: Artifact) -> tuple[bool, str]:
+        if artifact.format not in self.formats:
+            return False, f"target '{self.label}' does not run {artifact.format} artifacts"
+        return True, ""
+
+    def profile(self, artifact: Artifact, sample: np.ndarray, cfg: Any,
+                val: Optional[tuple[np.ndarray, Optional[np.ndarray]]]) -> dict[str, Any]:
+        """Measure ``artifact``; returns the measurement part of a results row."""
+        raise NotImplementedError
+
+
+TARGETS: Registry[type[Target]] = Registry("target")
+
+
+def register_target(cls: type[Target]) -> type[Target]:
+    TARGETS.register(cls.name, cls)
+    return cls
+
+
+def parse_target(cfg: Any) -> Target:
+    """A configured Target from a recipe entry (a name, or a mapping with ``name``)."""
+    name = cfg.name if hasattr(cfg, "name") else str(cfg)
+    extra = dict(getattr(cfg, "__pydantic_extra__", None) or {})
+    if name.startswith("ssh://"):
+        cls = TARGETS.get("ssh")
+        extra = {"url": name, **extra}
+    else:
+        cls = TARGETS.get(name)
+    try:
+        opts = cls.options.model_validate(extra)
+    except ValidationError as err:
+        e = err.errors()[0]
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            raise TargetError(f"unknown option '{key}' for target '{name}'"
+                              f"{suggest(key, list(cls.options.model_fields))}") from None
+        raise TargetError(f"target '{name}' option '{key}': {e['msg']}") from None
+    return cls(name, opts)
+
+
+@lru_cache(maxsize=1)
+def cpu_info() -> dict[str, Any]:
+    """CPU model name and the ISA flags that decide which kernels runtimes pick."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and ":" in line:
+                    flags = set(line.split(":", 1)[1].split())
+                if name and flags:
+                    break
+    except OSError:
+        pass
+    wanted = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
+              "amx_tile", "amx_int8", "amx_bf16", "amx_fp16", "neon", "asimd"]
+    return {"cpu": name, "isa": [f for f in wanted if f in flags], "machine": platform.machine()}
+
+
+def failed_row(err: BaseException) -> dict[str, Any]:
+    if isinstance(err, EdgeslimError):
+        reason = str(err)
+    else:
+        tb = traceback.extract_tb(err.__traceback__)
+        where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        reason = f"{type(err).__name__}: {first}{where}"
+    return {"status": "failed", "reason": reason}

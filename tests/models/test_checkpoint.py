@@ -1,0 +1,343 @@
+"""save_model / load_model (safetensors + structure.json) and safe weight loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+from safetensors.torch import load_file, save_file
+
+from edgeslim.errors import ModelError
+from edgeslim.models.checkpoint import STRUCTURE, WEIGHTS, load_model, save_model
+from edgeslim.models.loading import build_model, load_weights, read_state_dict
+from edgeslim.models.zoo import create_model
+
+SPEC = {"name": "resnet20", "num_classes": 10, "kwargs": {}}
+
+
+def _conv_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {n: tuple(m.weight.shape) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
+    """Non-trivial BN statistics, so a lost buffer would change the outputs."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+@pytest.fixture(scope="module")
+def pruned_resnet20() -> nn.Module:
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10).eval()
+    example = torch.randn(1, 3, 32, 32)
+    pruner = tp.pruner.MetaPruner(
+        model, example, importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=0.5, ignored_layers=[model.fc],
+    )
+    pruner.step()
+    _randomize_bn(model)
+    return model.eval()
+
+
+def test_pruned_resnet20_roundtrip_is_exact(pruned_resnet20, tmp_path):
+    model = pruned_resnet20
+    # the pruning really changed the architecture, otherwise this test proves little
+    assert model.layer1[0].conv1.out_channels == 8
+    assert model.layer3[0].conv1.out_channels == 32
+    assert model.fc.in_features == 32
+
+    files = save_model(model, tmp_path, SPEC)
+    assert files == {"weights": WEIGHTS, "structure": STRUCTURE}
+    loaded = load_model(tmp_path)
+
+    assert not loaded.training
+    assert _conv_shapes(loaded) == _conv_shapes(model)
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, b = model(x), loaded(x)
+    assert a.shape == (3, 10)
+    assert torch.equal(a, b)
+    for (ka, va), (kb, vb) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert ka == kb
+        assert torch.equal(va, vb), ka
+
+
+def test_factorized_conv_as_sequential_roundtrips(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10).eval()
+    # simulate a low-rank factorization: 16->16 3x3 conv becomes 1x1 (16->4) then 3x3 (4->16)
+    model.layer1[0].conv1 = nn.Sequential(
+        nn.Conv2d(16, 4, 1, bias=False),
+        nn.Conv2d(4, 16, 3, padding=1, bias=True),
+    )
+    model.layer2[1].conv2 = nn.Sequential(
+        nn.Conv2d(32, 8, 1, bias=False),
+        nn.Conv2d(8, 8, (3, 1), padding=(1, 0), bias=False),
+        nn.Conv2d(8, 32, (1, 3), padding=(0, 1), bias=False),
+    )
+    _randomize_bn(model)
+    model.eval()
+    save_model(model, tmp_path, SPEC)
+    loaded = load_model(tmp_path)
+
+    seq = loaded.layer1[0].conv1
+    assert isinstance(seq, nn.Sequential) and len(seq) == 2
+    assert seq[0].weight.shape == (4, 16, 1, 1) and seq[0].bias is None
+    assert seq[1].weight.shape == (16, 4, 3, 3) and seq[1].bias is not None
+    seq2 = loaded.layer2[1].conv2
+    assert [tuple(c.weight.shape) for c in seq2] == [(8, 32, 1, 1), (8, 8, 3, 1), (32, 8, 1, 3)]
+    assert seq2[1].padding == (1, 0)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_saved_files_are_json_and_safetensors_not_pickle(pruned_resnet20, tmp_path):
+    save_model(pruned_resnet20, tmp_path, SPEC)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([WEIGHTS, STRUCTURE])
+
+    meta = json.loads((tmp_path / STRUCTURE).read_text())
+    assert meta["spec"] == SPEC
+    layer = meta["layers"]["layer1.0.conv1"]
+    assert layer["type"] == "Conv2d"
+    assert layer["args"]["out_channels"] == 8 and layer["args"]["in_channels"] == 8
+    assert layer["args"]["bias"] is False
+    assert meta["layers"]["fc"]["args"] == {"in_features": 32, "out_features": 10, "bias": True}
+
+    raw = (tmp_path / WEIGHTS).read_bytes()
+    # safetensors: 8-byte little-endian header length, then a JSON header
+    header_len = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + header_len])
+    assert header["layer1.0.conv1.weight"]["shape"] == [8, 8, 3, 3]
+    assert header["layer1.0.conv1.weight"]["dtype"] == "F32"
+    assert not raw.startswith(b"\x80")  # a pickle protocol>=2 stream starts with PROTO 0x80
+    assert not raw.startswith(b"PK")  # nor torch.save's zip container
+    state = load_file(str(tmp_path / WEIGHTS))
+    assert set(state) == set(pruned_resnet20.state_dict())
+
+
+def _model_pair():
+    torch.manual_seed(3)
+    src = create_model("resnet20", num_classes=10).eval()
+    _randomize_bn(src, seed=3)
+    torch.manual_seed(4)
+    dst = create_model("resnet20", num_classes=10).eval()
+    return src, dst
+
+
+def test_load_weights_safetensors(tmp_path):
+    src, dst = _model_pair()
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.equal(src(x), dst(x))
+        assert load_weights(dst, path) is dst
+        assert torch.equal(src(x), dst(x))
+
+
+def test_load_weights_pt_state_dict_and_wrapped_forms(tmp_path):
+    src, dst = _model_pair()
+    x = torch.randn(2, 3, 32, 32)
+    plain = tmp_path / "w.pt"
+    torch.save(src.state_dict(), plain)
+    load_weights(dst, plain)
+    with torch.no_grad():
+        assert torch.equal(src(x), dst(x))
+    # {"state_dict": ...} wrapper with DataParallel "module." prefixes
+    wrapped = tmp_path / "w.pth"
+    torch.save({"state_dict": {"module." + k: v for k, v in src.state_dict().items()}, "epoch": 3}, wrapped)
+    state = read_state_dict(wrapped)
+    assert set(state) == set(src.state_dict())
+
+
+class _Evil:
+    """Unpickling this runs ``how`` against ``marker``: the attack a checkpoint can carry."""
+
+    def __init__(self, how: str, marker: Path):
+        self.how, self.marker = how, marker
+
+    def __reduce__(self):
+        if self.how == "system":
+            return (os.system, (f"touch '{self.marker}'",))
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("how", ["system", "open"])
+def test_malicious_pickle_is_refused_and_never_executed(tmp_path, how):
+    # sanity: the payload really does run under a plain pickle.loads
+    probe = tmp_path / f"probe_{how}"
+    result = pickle.loads(pickle.dumps(_Evil(how, probe)))
+    if hasattr(result, "close"):
+        result.close()
+    assert probe.exists()
+
+    marker = tmp_path / f"pwned_{how}"
+    bad = tmp_path / "evil.pt"
+    with open(bad, "wb") as f:
+        pickle.dump({"conv1.weight": _Evil(how, marker)}, f)
+    model = create_model("resnet20", num_classes=10)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ModelError) as err:
+        load_weights(model, bad)
+    assert str(bad) in str(err.value)
+    assert "refused" in str(err.value) or "cannot read" in str(err.value)
+    assert not marker.exists()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_malicious_object_inside_torch_save_zip_is_refused(tmp_path):
+    marker = tmp_path / "pwned_zip"
+    bad = tmp_path / "evil_zip.pt"
+    torch.save({"fc.weight": torch.zeros(10, 64), "extra": _Evil("system", marker)}, bad)
+    with pytest.raises(ModelError, match="refused"):
+        read_state_dict(bad)
+    assert not marker.exists()
+
+
+def test_other_architecture_weights_are_rejected(tmp_path):
+    path = tmp_path / "r56.safetensors"
+    r56 = create_model("resnet56", num_classes=10)
+    save_file({k: v.contiguous() for k, v in r56.state_dict().items()}, str(path))
+    r20 = create_model("resnet20", num_classes=10)
+    with pytest.raises(ModelError, match=r"keys|shape") as err:
+        load_weights(r20, path)
+    assert "unexpected" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_same_keys_wrong_shape_is_rejected_naming_the_key(tmp_path):
+    path = tmp_path / "c100.pt"
+    torch.save(create_model("resnet20", num_classes=100).state_dict(), path)
+    with pytest.raises(ModelError, match=r"'fc\.weight' has shape \[100, 64\] in the file, \[10, 64\]"):
+        load_weights(create_model("resnet20", num_classes=10), path)
+
+
+def test_nan_weights_are_rejected_naming_the_tensor(tmp_path):
+    state = create_model("resnet20", num_classes=10).state_dict()
+    state["layer2.1.conv1.weight"][0, 0, 0, 0] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(ModelError, match=r"'layer2\.1\.conv1\.weight'.*NaN"):
+        load_weights(create_model("resnet20", num_classes=10), path)
+
+
+def test_missing_weights_file_names_the_path(tmp_path):
+    path = tmp_path / "nope" / "weights.safetensors"
+    with pytest.raises(ModelError, match="not found") as err:
+        load_weights(create_model("resnet20", num_classes=10), path)
+    assert str(path) in str(err.value)
+
+
+def test_corrupt_safetensors_is_model_error(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(ModelError, match="not a valid safetensors"):
+        read_state_dict(path)
+
+
+def test_load_model_missing_structure_names_the_file(tmp_path):
+    with pytest.raises(ModelError) as err:
+        load_model(tmp_path)
+    assert STRUCTURE in str(err.value)
+
+
+def test_load_model_weights_with_missing_keys_is_model_error(pruned_resnet20, tmp_path):
+    save_model(pruned_resnet20, tmp_path, SPEC)
+    state = load_file(str(tmp_path / WEIGHTS))
+    del state["layer2.0.bn1.running_var"]
+    save_file(state, str(tmp_path / WEIGHTS))
+    with pytest.raises(ModelError, match="does not match its structure") as err:
+        load_model(tmp_path)
+    assert str(tmp_path / WEIGHTS) in str(err.value)
+
+
+@pytest.mark.xfail(
+    reason="BUG: edgeslim/models/checkpoint.py:152 keeps only the first line of torch's "
+    "load_state_dict error ('Error(s) in loading state_dict for CifarResNet:'), so the "
+    "ModelError never names the missing/unexpected key",
+    strict=True,
+)
+def test_load_model_mismatch_error_names_the_key(pruned_resnet20, tmp_path):
+    save_model(pruned_resnet20, tmp_path, SPEC)
+    state = load_file(str(tmp_path / WEIGHTS))
+    del state["layer2.0.bn1.running_var"]
+    save_file(state, str(tmp_path / WEIGHTS))
+    with pytest.raises(ModelError) as err:
+        load_model(tmp_path)
+    assert "layer2.0.bn1.running_var" in str(err.value)
+
+
+@pytest.mark.xfail(
+    reason="BUG: edgeslim/models/checkpoint.py:101 _fit_tensors resizes the tensors of recorded "
+    "layer types too (Conv2d/BatchNorm2d/Linear), so load_model silently accepts full-size "
+    "weights for a pruned structure.json: conv layer1.0.conv1 reports out_channels=8 but holds "
+    "a [16,16,3,3] weight instead of raising ModelError",
+    strict=True,
+)
+def test_load_model_weights_contradicting_structure_is_model_error(pruned_resnet20, tmp_path):
+    save_model(pruned_resnet20, tmp_path, SPEC)
+    full = create_model("resnet20", num_classes=10)
+    save_file({k: v.contiguous() for k, v in full.state_dict().items()}, str(tmp_path / WEIGHTS))
+    try:
+        loaded = load_model(tmp_path)
+    except ModelError as err:
+        assert "does not match its structure" in str(err)
+        return
+    conv = loaded.layer1[0].conv1
+    assert conv.weight.shape[0] == conv.out_channels, (
+        f"out_channels={conv.out_channels} but weight {list(conv.weight.shape)}")
+
+
+def test_structure_with_unsupported_layer_type_is_model_error(pruned_resnet20, tmp_path):
+    save_model(pruned_resnet20, tmp_path, SPEC)
+    meta = json.loads((tmp_path / STRUCTURE).read_text())
+    meta["layers"]["layer1.0.conv1"]["type"] = "os.system"
+    (tmp_path / STRUCTURE).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="unsupported layer type 'os.system'"):
+        load_model(tmp_path)
+
+
+def test_build_model_callable_returning_non_module():
+    with pytest.raises(ModelError, match="not a torch.nn.Module") as err:
+        build_model("builtins:dict", num_classes=10)
+    assert "dict" in str(err.value)
+
+
+@pytest.mark.xfail(
+    reason="BUG: edgeslim/models/loading.py build_model: when the callable rejects num_classes "
+    "with TypeError it is retried as fn(**kwargs); a second TypeError (json.loads() needs 's') "
+    "escapes as a raw TypeError instead of ModelError",
+    strict=True,
+)
+def test_build_model_callable_that_rejects_arguments_is_model_error():
+    with pytest.raises(ModelError, match="json:loads|loads"):
+        build_model("json:loads", num_classes=10)
+
+
+def test_build_model_non_callable_attribute():
+    with pytest.raises(ModelError, match="'__version__' in module 'json' is not a callable"):
+        build_model("json:__version__", num_classes=10)
+
+
+def test_build_model_unknown_module():
+    with pytest.raises(ModelError, match="nonexistent_mod_xyz"):
+        build_model("nonexistent_mod_xyz:f", num_classes=10)
+
+
+def test_build_model_zoo_name_and_callable():
+    m = build_model("resnet20", num_classes=7)
+    assert m.fc.out_features == 7
+    m2 = build_model("edgeslim.models.resnet_cifar:resnet20", num_classes=5)
+    assert isinstance(m2, nn.Module) and m2.fc.out_features == 5
