@@ -6,6 +6,7 @@ Every :class:`~edgeslim.errors.EdgeslimError` ends as one line on stderr and exi
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
@@ -18,7 +19,7 @@ from edgeslim.errors import EdgeslimError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compress a PyTorch vision model into smaller, faster ONNX/OpenVINO/TensorRT "
                        "artifacts and measure them on the target.")
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
 
 
@@ -69,6 +70,7 @@ def run(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<name>)"),
     set_: Optional[List[str]] = SetOpt,
     wait: bool = typer.Option(False, "--wait", help="wait for another run holding the directory"),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="training processes on this machine (torchrun, DDP)"),
 ) -> None:
     """Run one recipe: baseline → compress → fine-tune → export → quantize → profile."""
     from edgeslim.pipeline.run import run_recipe
@@ -78,9 +80,17 @@ def run(
     with _user_errors():
         r = load_recipe(recipe, set_ or [])
         run_dir = out_dir or Path("runs") / r.name
+        if nproc > 1 and "WORLD_SIZE" not in os.environ:
+            from edgeslim.finetune.launch import launch_torchrun
+
+            args = ([str(recipe)] if recipe else []) + ["--out", str(run_dir)]
+            args += [a for kv in (set_ or []) for a in ("--set", kv)] + (["--wait"] if wait else [])
+            raise typer.Exit(launch_torchrun(nproc, args, err))
         rep = RichReporter(err)
         with rep.progress:
             summary = run_recipe(r, run_dir, reporter=rep, wait=wait)
+        if int(os.environ.get("RANK", 0)) != 0:
+            return  # rank 0 reports
     out.print(rich_table(summary.rows, title=f"edgeslim · {r.name} · {run_dir}"))
     out.print(f"results: {run_dir / 'results.json'}  report: {run_dir / 'report.md'}  "
               f"({summary.seconds:.0f}s)", highlight=False)
@@ -146,7 +156,8 @@ def targets() -> None:
     t = Table("target", "formats", "available", "description")
     for name, cls in TARGETS.items():
         try:
-            tgt = parse_target(TargetCfg(name=name)) if name != "ssh" else None
+            # ssh needs a URL; a placeholder one still says whether the ssh client is here
+            tgt = parse_target(TargetCfg(name=name if name != "ssh" else "ssh://user@host"))
         except EdgeslimError:
             tgt = None
         ok, why = tgt.available() if tgt else (True, "given as ssh://user@host[:port]")

@@ -70,7 +70,9 @@ class CompressCfg(BaseModel):
     @classmethod
     def _ratio_in_range(cls, v: float) -> float:
         if not 0.0 < v < 1.0:
-            raise ValueError(f"compress.ratio must be in (0, 1), got {v}")
+            # For unstructured methods the ratio is the sparsity: 1.0 would zero every weight.
+            raise ValueError(f"compress.ratio must be in (0, 1), got {v}: it is the fraction of channels "
+                             "(or, for unstructured methods, of weights: the sparsity) removed")
         return v
 
     @field_validator("target_macs")
@@ -114,6 +116,20 @@ class DistillCfg(_Strict):
     alpha: float = Field(0.9, ge=0, le=1)  # weight of the distillation term vs hard labels
     layers: list[str] = []  # student:teacher layer pairs for feature-based losses
     weight: float = Field(1.0, ge=0)  # weight of feature/relation terms
+    rkd_distance_weight: float = Field(25.0, ge=0)  # RKD paper's defaults (Park et al. 2019)
+    rkd_angle_weight: float = Field(50.0, ge=0)
+
+    @field_validator("method")
+    @classmethod
+    def _known_loss(cls, v: str) -> str:
+        from edgeslim.errors import EdgeslimError
+        from edgeslim.finetune.distill import LOSSES  # late: the losses import torch
+
+        try:
+            LOSSES.get(v)
+        except EdgeslimError as err:  # keeps the nearest names
+            raise RecipeError(f"finetune.distill.method: {err}") from None
+        return v
 
 
 class FinetuneCfg(_Strict):
@@ -157,12 +173,14 @@ class QuantizeCfg(_Strict):
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     per_channel: bool = True
     symmetric_activations: bool = False  # TensorRT-style symmetric INT8 activations
-    max_accuracy_drop: Optional[float] = Field(None, ge=0)  # for accuracy-controlled PTQ
+    # points of top-1 accuracy; set = accuracy-controlled PTQ (NNCF) on the labelled val split
+    max_accuracy_drop: Optional[float] = Field(None, ge=0)
     # INT8 may lose this much accuracy (points) against its FP32 parent before the
     # quantize stage fails; null = record only.
     tolerance_points: Optional[float] = Field(None, ge=0)
     nncf_preset: Literal["performance", "mixed"] = "performance"
     nncf_fast_bias_correction: bool = True
+    nncf_subset_size: Optional[int] = Field(None, gt=0)  # calibration images NNCF uses; null = all
 
 
 class ProfileCfg(_Strict):

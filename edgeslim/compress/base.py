@@ -31,6 +31,16 @@ class CompressJob:
     batch_size: int = 64
     seed: int = 0
     finetune: Optional[Callable[[nn.Module, int], None]] = None
+    # train(model, *, epochs=None, loss_fn=None, extra_params=None, from_scratch=False,
+    # description="train") -> history: train() with the recipe's fine-tune settings, or its
+    # baseline settings when from_scratch (epochs=None: that section's epochs).
+    train: Optional[Callable[..., list[dict[str, Any]]]] = None
+    # ...it also takes after_step (a hook replacing the method's own, e.g. a mask keeper)
+    # and start_epoch (resume the lr schedule there, for lottery-ticket rewinding).
+    # build_fresh() -> the baseline architecture freshly initialized from the recipe seed
+    # (the init the baseline stage trains from); train_epochs: baseline.epochs.
+    build_fresh: Optional[Callable[[], nn.Module]] = None
+    train_epochs: int = 0
     log: Callable[[str], None] = lambda msg: None
     notes: dict[str, Any] = field(default_factory=dict)  # method-specific facts for the report
 

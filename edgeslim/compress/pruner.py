@@ -16,6 +16,8 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from edgeslim.compress.base import CompressJob, Method
+from edgeslim.compress.safety import (EmptyLayerError, channel_indexing_layers, check_still_runs,
+                                      fix_rounding, output_shape, refuse_emptying)
 from edgeslim.errors import CompressionError
 from edgeslim.registry import suggest
 
@@ -83,21 +85,34 @@ def recalibrate_bn(model: nn.Module, loader, batches: int) -> int:
 
 def _make_pruner(model, job: CompressJob, importance, ratio: float, steps: int, ignored,
                  ratio_dict: dict | None = None) -> tp.pruner.MetaPruner:
-    try:
-        return tp.pruner.MetaPruner(
-            model,
-            job.example_inputs,
-            importance=importance,
-            global_pruning=job.cfg.scope == "global",
-            pruning_ratio=ratio,
-            pruning_ratio_dict=ratio_dict,
-            iterative_steps=steps,
-            ignored_layers=ignored,
-            round_to=job.cfg.round_to,
-            max_pruning_ratio=0.95,
-        )
-    except Exception as err:  # the graph tracer fails on unsupported structures
-        raise CompressionError(f"cannot build the pruning dependency graph of this model: {err}") from None
+    def build(ignored_layers):
+        try:
+            return tp.pruner.MetaPruner(
+                model,
+                job.example_inputs,
+                importance=importance,
+                global_pruning=job.cfg.scope == "global",
+                pruning_ratio=ratio,
+                pruning_ratio_dict=ratio_dict,
+                iterative_steps=steps,
+                ignored_layers=ignored_layers,
+                round_to=job.cfg.round_to,
+                max_pruning_ratio=0.95,
+            )
+        except Exception as err:  # the graph tracer fails on unsupported structures
+            raise CompressionError(f"cannot build the pruning dependency graph of this model: {err}") from None
+
+    pruner = build(ignored)
+    # Layers feeding a channel slice/split would be silently mis-pruned: leave them out.
+    unsafe = channel_indexing_layers(pruner.DG, ignored)
+    if unsafe:
+        names = {m: n for n, m in model.named_modules()}
+        job.notes["auto_ignored"] = {names[m]: why for m, why in unsafe.items()}
+        job.log(f"not pruned (channel slicing): {', '.join(job.notes['auto_ignored'])}")
+        pruner = build(ignored + list(unsafe))
+    fix_rounding(pruner)
+    refuse_emptying(pruner)
+    return pruner
 
 
 def prune_structured(
@@ -121,9 +136,11 @@ def prune_structured(
     ignored = resolve_ignored(model, cfg.ignored_layers, num_classes)
     modules = dict(model.named_modules())
     rdict = {modules[n]: r for n, r in (ratio_dict or {}).items()} or None
+    expected = output_shape(model, job.example_inputs)
     pruner = _make_pruner(model, job, importance_fn(model, job), ratio, cfg.steps, ignored, rdict)
     for step in range(cfg.steps):
         pruner.step()
+        check_still_runs(model, job.example_inputs, expected)
         if cfg.bn_recalibration:
             recalibrate_bn(model, job.data.train_loader(job.batch_size, seed=job.seed + step), cfg.recalibration_batches)
         if step < cfg.steps - 1 and job.finetune is not None:
@@ -144,6 +161,7 @@ def _check_not_empty(model: nn.Module) -> None:
 def search_ratio_for_macs(job: CompressJob, importance_fn, target: float, iters: int = 8) -> float:
     """Binary-search the channel ratio whose pruned model removes ``target`` of the MACs."""
     base_macs, _ = count_macs_params(job.model, job.example_inputs)
+    expected = output_shape(job.model, job.example_inputs)
     lo, hi = 0.0, 0.95
     best = hi
     for _ in range(iters):
@@ -151,7 +169,12 @@ def search_ratio_for_macs(job: CompressJob, importance_fn, target: float, iters:
         trial = copy.deepcopy(job.model)
         ignored = resolve_ignored(trial, job.cfg.ignored_layers, job.spec.get("num_classes"))
         p = _make_pruner(trial, job, importance_fn(trial, job), mid, 1, ignored)
-        p.step()
+        try:
+            p.step()
+        except EmptyLayerError:  # this ratio empties a layer: search lower
+            hi = mid
+            continue
+        check_still_runs(trial, job.example_inputs, expected)
         macs, _ = count_macs_params(trial, job.example_inputs)
         removed = 1 - macs / base_macs
         if removed >= target:

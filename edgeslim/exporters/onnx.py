@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,20 @@ def _quiet():
             logger.setLevel(level)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_OPERATOR = re.compile(r"(aten::[\w.]+|torch\.ops\.[\w.]+|[\w.]+\.default\b)")
+
+
 def _first_line(err: BaseException) -> str:
-    for line in str(err).splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return type(err).__name__
+    """One readable line: the unsupported operator when torch names one, else the first line."""
+    text = _ANSI.sub("", str(err))
+    for line in text.splitlines():
+        if "nsupported" in line or "no ONNX" in line or "not supported" in line:
+            op = _OPERATOR.search(line) or _OPERATOR.search(text)
+            return (f"unsupported operator {op.group(1)}" if op else line.strip())[:300]
+    op = _OPERATOR.search(text)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+    return (f"{first} (operator {op.group(1)})" if op else first)[:300]
 
 
 def strip_debug_info(model: onnx.ModelProto) -> onnx.ModelProto:

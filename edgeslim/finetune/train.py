@@ -17,9 +17,17 @@ import torch.nn.functional as F
 
 from edgeslim.pipeline.context import NullReporter, Reporter
 
-# loss_fn(model, x, y, logits) -> extra loss tensor, added to the task loss;
-# or a replacement when it returns (loss, True).
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# loss_fn(model, x, y, logits) -> extra loss tensor, added to the task loss; or
+# (extra, w): the task loss is weighted by w first (distillation's 1 - alpha; 0 replaces it).
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], Any]
+
+
+def add_loss(task: torch.Tensor, extra: Any) -> torch.Tensor:
+    """``task + extra``, or ``w * task + term`` when ``extra`` is ``(term, w)``."""
+    if isinstance(extra, tuple):
+        term, w = extra
+        return float(w) * task + term
+    return task + extra
 
 
 @dataclass
@@ -32,6 +40,9 @@ class TrainSpec:
     batch_size: int = 64
     seed: int = 0
     warmup_steps: int = 0
+    # Resume the schedule at this epoch: the lr follows the cosine over start_epoch + epochs
+    # epochs from there (lottery-ticket rewinding replays the rest of a schedule).
+    start_epoch: int = 0
 
 
 def make_optimizer(params, spec: TrainSpec) -> torch.optim.Optimizer:
@@ -72,15 +83,18 @@ def train(
     extra_params: list[nn.Parameter] | None = None,
     after_step: Callable[[nn.Module], None] | None = None,
     description: str = "train",
-    sampler_factory: Callable[[int], Any] | None = None,
-    reduce: Callable[[list[float]], list[float]] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place on ``data.train``; returns one history row per epoch.
 
     ``after_step(model)`` runs after every optimizer step (unstructured pruning re-applies
-    its masks there). ``sampler_factory(epoch)`` and ``reduce`` are the hooks distributed
-    training uses for a per-rank sampler and for summing metrics across ranks.
+    its masks there). Under torchrun the same call trains data-parallel: each rank takes
+    ``batch_size / world_size`` of every global batch, gradients and BatchNorm statistics
+    are reduced across ranks, and the history holds global metrics.
     """
+    from torch.utils.data import DistributedSampler
+
+    from edgeslim.finetune import distributed
+
     reporter = reporter or NullReporter()
     torch.manual_seed(spec.seed)
     params = [p for p in model.parameters() if p.requires_grad] + list(extra_params or [])
@@ -89,49 +103,59 @@ def train(
     if spec.epochs <= 0:
         return history
     labelled = getattr(data, "labelled", True)
-    steps_per_epoch = None
-    step = 0
-    for epoch in range(spec.epochs):
-        sampler = sampler_factory(epoch) if sampler_factory else None
-        loader = data.train_loader(spec.batch_size, shuffle=sampler is None,
-                                   seed=spec.seed + epoch, sampler=sampler)
-        if steps_per_epoch is None:
-            steps_per_epoch = len(loader)
-            total_steps = steps_per_epoch * spec.epochs
-        model.train()
-        sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
-        with reporter.task(f"{description} epoch {epoch + 1}/{spec.epochs}", total=steps_per_epoch) as advance:
-            for x, y in loader:
-                for g in opt.param_groups:
-                    g["lr"] = cosine_lr(step, total_steps, spec.lr, spec.warmup_steps)
-                logits = model(x)
-                loss = F.cross_entropy(logits, y) if labelled else logits.pow(2).mean() * 0
-                if loss_fn is not None:
-                    loss = loss + loss_fn(model, x, y, logits)
-                if not torch.isfinite(loss):
-                    from edgeslim.errors import EdgeslimError
+    rank, size = distributed.world()
+    if spec.batch_size % size:
+        from edgeslim.errors import EdgeslimError
 
-                    raise EdgeslimError(f"{description}: the loss became {float(loss)} at epoch {epoch + 1}; lower the learning rate")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if after_step is not None:
-                    after_step(model)
-                n = int(y.numel())
-                sums[0] += loss.item() * n
-                sums[1] += int((logits.argmax(1) == y).sum())
-                sums[2] += n
-                step += 1
-                advance(1)
-        if reduce is not None:
-            sums = reduce(sums)
-        val = evaluate(model, data.val_loader(spec.batch_size)) if labelled else None
-        history.append({
-            "epoch": epoch + 1,
-            "lr": cosine_lr(step - 1, total_steps, spec.lr, spec.warmup_steps),
-            "train_loss": sums[0] / max(1, sums[2]),
-            "train_accuracy": sums[1] / max(1, sums[2]) if labelled else None,
-            "val_accuracy": val,
-        })
+        raise EdgeslimError(f"data.batch_size {spec.batch_size} is not divisible by {size} processes")
+    # One sampler in every mode, so a 1-process run and an N-process run see the same global
+    # batches (rank r takes positions r, r+N, ... of the same permutation); only full batches.
+    sampler = DistributedSampler(data.train, num_replicas=size, rank=rank, shuffle=True,
+                                 seed=spec.seed, drop_last=True)
+    per_rank = spec.batch_size // size
+    steps_per_epoch = max(1, len(sampler) // per_rank)
+    total_steps = steps_per_epoch * (spec.start_epoch + spec.epochs)
+    dm = distributed.prepare(model)
+    step = steps_per_epoch * spec.start_epoch
+    try:
+        for epoch in range(spec.epochs):
+            sampler.set_epoch(spec.start_epoch + epoch)
+            loader = data.train_loader(per_rank, sampler=sampler, drop_last=len(sampler) >= per_rank)
+            model.train()
+            sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
+            with reporter.task(f"{description} epoch {epoch + 1}/{spec.epochs}", total=steps_per_epoch) as advance:
+                for x, y in loader:
+                    for g in opt.param_groups:
+                        g["lr"] = cosine_lr(step, total_steps, spec.lr, spec.warmup_steps)
+                    logits = dm.module(x)
+                    loss = F.cross_entropy(logits, y) if labelled else logits.pow(2).mean() * 0
+                    if loss_fn is not None:
+                        loss = add_loss(loss, loss_fn(model, x, y, logits))
+                    if not torch.isfinite(loss):
+                        from edgeslim.errors import EdgeslimError
+
+                        raise EdgeslimError(f"{description}: the loss became {float(loss)} at epoch {epoch + 1}; lower the learning rate")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if after_step is not None:
+                        after_step(model)
+                    n = int(y.numel())
+                    sums[0] += loss.item() * n
+                    sums[1] += int((logits.argmax(1) == y).sum())
+                    sums[2] += n
+                    step += 1
+                    advance(1)
+            sums = distributed.all_sum(sums)
+            val = evaluate(model, data.val_loader(spec.batch_size)) if labelled else None
+            history.append({
+                "epoch": epoch + 1,
+                "lr": cosine_lr(step - 1, total_steps, spec.lr, spec.warmup_steps),
+                "train_loss": sums[0] / max(1, sums[2]),
+                "train_accuracy": sums[1] / max(1, sums[2]) if labelled else None,
+                "val_accuracy": val,
+            })
+    finally:
+        dm.restore()
     model.eval()
     return history

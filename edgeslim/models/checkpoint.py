@@ -99,13 +99,19 @@ def apply_structure(model: nn.Module, layers: dict[str, Any]) -> nn.Module:
 
 
 def _fit_tensors(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Resize parameters/buffers of layer types we do not record (e.g. a custom gate)."""
+    """Resize parameters/buffers of layer types we do not record (e.g. a custom gate).
+
+    Recorded layers were rebuilt from structure.json already; a tensor that disagrees with
+    one of them is a mismatch for load_state_dict to report, not something to resize.
+    """
     own = dict(model.named_parameters()) | dict(model.named_buffers())
     for key, t in state.items():
         cur = own.get(key)
         if cur is not None and cur.shape != t.shape:
             mod_path, _, attr = key.rpartition(".")
             mod = model.get_submodule(mod_path) if mod_path else model
+            if type(mod) in _ARGS:
+                continue
             new = torch.empty_like(t)
             if isinstance(cur, nn.Parameter):
                 setattr(mod, attr, nn.Parameter(new, requires_grad=cur.requires_grad))
@@ -146,8 +152,14 @@ def load_model(directory: str | Path) -> nn.Module:
     except Exception as err:  # safetensors raises its own error types
         raise ModelError(f"cannot read {directory / WEIGHTS}: {err}") from None
     _fit_tensors(model, state)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ModelError(f"{directory / WEIGHTS} does not match its structure: {str(err).splitlines()[0]}") from None
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in state if k in own and own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        parts = [f"missing '{missing[0]}'" if missing else "", f"unexpected '{unexpected[0]}'" if unexpected else "",
+                 f"'{wrong[0]}' has shape {list(state[wrong[0]].shape)} but the structure says "
+                 f"{list(own[wrong[0]].shape)}" if wrong else ""]
+        raise ModelError(f"{directory / WEIGHTS} does not match its structure: " + "; ".join(x for x in parts if x))
+    model.load_state_dict(state, strict=True)
     return model.eval()

@@ -39,8 +39,13 @@ def build_model(name: str, *, num_classes: int, kwargs: dict[str, Any] | None = 
         try:
             model = fn(num_classes=num_classes, **kwargs)
         except TypeError:
-            # a user callable may not take num_classes; its head is then checked below
-            model = fn(**kwargs)
+            # a user callable may not take num_classes; its head is checked later
+            try:
+                model = fn(**kwargs)
+            except Exception as err:
+                raise ModelError(f"calling '{name}' failed: {type(err).__name__}: {err}") from None
+        except Exception as err:
+            raise ModelError(f"calling '{name}' failed: {type(err).__name__}: {err}") from None
         if not isinstance(model, nn.Module):
             raise ModelError(f"'{name}' returned {type(model).__name__}, not a torch.nn.Module")
         return model

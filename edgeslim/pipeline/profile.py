@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.artifacts import Artifact
+from edgeslim.compress.sparsity import deflated_bytes
 from edgeslim.io import write_json
 from edgeslim.pipeline.context import Context
 from edgeslim.pipeline.stage import StageResult
@@ -18,7 +19,7 @@ from edgeslim.targets import parse_target
 from edgeslim.targets.base import failed_row
 
 MEASURED = ("latency_ms", "throughput_per_s", "first_inference_ms", "load_ms", "rss_mb",
-            "iterations", "warmup_iterations", "median_ci95", "semantics")
+            "peak_rss_mb", "iterations", "warmup_iterations", "median_ci95", "semantics")
 
 
 def base_row(*, variant: str, method: str, fmt: str, precision: str, target: str,
@@ -27,7 +28,7 @@ def base_row(*, variant: str, method: str, fmt: str, precision: str, target: str
     return {
         "id": f"{variant}/{fmt}/{precision}", "variant": variant, "method": method, "format": fmt,
         "precision": precision, "target": target, "status": "skipped", "reason": "",
-        "bytes": None, "files": [], "sha256": {},
+        "bytes": None, "bytes_zipped": None, "files": [], "sha256": {},
         "params": comp["params_before" if before else "params_after"],
         "macs": comp["macs_before" if before else "macs_after"],
         "accuracy": None, "reference_accuracy": reference_accuracy,
@@ -63,6 +64,8 @@ def profile_stage(workdir: Path, artifacts: list[tuple[Artifact, StageResult]],
                                comp=comp.outputs, reference_accuracy=ref_acc)
                 row.update({
                     "bytes": art.bytes,
+                    # unstructured zeros shrink only the compressed file: measure that too
+                    "bytes_zipped": deflated_bytes(art.files) if comp.outputs.get("family") == "unstructured" else None,
                     "files": [f.resolve().relative_to(run_dir.resolve()).as_posix() for f in art.files],
                     "sha256": art.sha256(), "artifact": art.path.resolve().relative_to(run_dir.resolve()).as_posix(),
                     "parity": art.info.get("parity"), "info": {k: v for k, v in art.info.items() if k != "parity"},

@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,9 @@ def check_model(recipe: Recipe) -> None:
     n = output_classes(model, m.input_size)
     if n != m.num_classes:
         raise ModelError(f"model '{m.name}' outputs {n} classes but model.num_classes is {m.num_classes}")
+    from edgeslim.finetune.distill import check_distillation
+
+    check_distillation(recipe)  # distillation layers, teacher and student, before any training
 
 
 def _weights_key(recipe: Recipe) -> str | None:
@@ -68,9 +72,15 @@ def run_recipe(recipe: Recipe, out_dir: Path, *, reporter: Reporter | None = Non
                      num_classes=recipe.model.num_classes, seed=recipe.seed,
                      val_fraction=recipe.data.val_fraction, limit_train=recipe.data.limit_train,
                      limit_val=recipe.data.limit_val)
-    with RunLock(run_dir, wait=wait):
-        clean_stale_temporaries(run_dir)
-        atomic_write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
+    from edgeslim.finetune import distributed
+
+    rank, _ = distributed.init_from_env()
+    ctx.rank, ctx.world_size = distributed.world()
+    # Under torchrun only rank 0 owns the run directory; the others join the training stages.
+    with RunLock(run_dir, wait=wait) if rank == 0 else contextlib.nullcontext():
+        if rank == 0:
+            clean_stale_temporaries(run_dir)
+            atomic_write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
         done: list[StageResult] = []
 
         def stage(name: str, config: Any, inputs: list[str], fn) -> StageResult:
@@ -91,6 +101,9 @@ def run_recipe(recipe: Recipe, out_dir: Path, *, reporter: Reporter | None = Non
         fine = stage("20-finetune", {"finetune": recipe.finetune.model_dump(mode="json"), "data": dcfg},
                      [comp.hash, base.hash if recipe.finetune.distill else ""],
                      lambda d: stages.finetune(d, comp.dir, base.dir, recipe, data, ctx))
+        distributed.finish()
+        if rank != 0:  # export, quantize and profile run once, on rank 0
+            return RunSummary(run_dir, [], done, time.perf_counter() - t0)
 
         method = recipe.compress.method
         variants = [("compressed", fine, method)]
@@ -105,9 +118,10 @@ def run_recipe(recipe: Recipe, out_dir: Path, *, reporter: Reporter | None = Non
                 exp = stage(f"30-export/{variant}-{fmt}", {"export": export_cfg, "format": fmt, "data": dcfg},
                             [src.hash], lambda d, src=src, fmt=fmt, variant=variant, meth=meth:
                             stages.export(d, src.dir, fmt, variant, meth, recipe, data, ctx))
-                if "skipped" in exp.outputs:
-                    skipped.append({"variant": variant, "method": meth, "format": fmt,
-                                    "precision": "fp32", "reason": exp.outputs["skipped"]})
+                if "skipped" in exp.outputs:  # one skipped row per precision the recipe asks for
+                    for precision in dict.fromkeys(["fp32", *recipe.quantize.precisions]):
+                        skipped.append({"variant": variant, "method": meth, "format": fmt,
+                                        "precision": precision, "reason": exp.outputs["skipped"]})
                     continue
                 parent = Artifact.from_json(exp.outputs["artifact"], exp.dir)
                 for precision in recipe.quantize.precisions:

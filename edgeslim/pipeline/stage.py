@@ -65,12 +65,30 @@ def run_stage(
     inputs: list[str],
     fn: Callable[[Path], dict[str, Any]],
 ) -> StageResult:
-    """Run ``fn(workdir) -> outputs`` as stage ``name`` unless it is already done."""
+    """Run ``fn(workdir) -> outputs`` as stage ``name`` unless it is already done.
+
+    Under torchrun every rank calls this for the training stages: all ranks run ``fn``
+    (DDP needs each of them), only rank 0 keeps its files and writes ``done.json``, and
+    the other ranks then read rank 0's result.
+    """
+    from edgeslim.finetune import distributed
+
+    rank, size = distributed.world()
     folder = run_dir / name
     key = stage_key(name, config, inputs)
+    distributed.barrier()  # every rank sees the same done.json
     if is_done(folder, key):
+        distributed.barrier()  # nobody may start rewriting it while another still reads it
         done = read_json(folder / DONE)
         return StageResult(name, folder, key, done["outputs"], done["hash"], True, done.get("seconds", 0.0))
+    if rank != 0:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix=f"edgeslim-rank{rank}-") as scratch:
+            fn(Path(scratch))  # same computation, files discarded
+        distributed.barrier()  # rank 0 has written done.json
+        done = read_json(folder / DONE)
+        return StageResult(name, folder, key, done["outputs"], done["hash"], False, done.get("seconds", 0.0))
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -97,6 +115,7 @@ def run_stage(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    distributed.barrier()
     return StageResult(name, folder, key, outputs, digest, False, seconds)
 
 

@@ -75,10 +75,29 @@ def compress(workdir: Path, baseline_dir: Path, recipe: Recipe, data, ctx: Conte
               reporter=ctx.reporter, description="prune-step fine-tune",
               after_step=method.after_step(m))
 
+    def train_job(m, *, epochs=None, loss_fn=None, extra_params=None, from_scratch=False,
+                  description="train", after_step=None, start_epoch=0):
+        # from scratch (a distilled student): the baseline's settings, which its cache key covers
+        b = recipe.baseline
+        spec = TrainSpec(b.epochs if epochs is None else epochs, b.lr, b.optimizer, 0.9,
+                         b.weight_decay, recipe.data.batch_size, recipe.seed) if from_scratch else \
+            TrainSpec(ft.epochs if epochs is None else epochs, ft.lr, ft.optimizer, ft.momentum,
+                      ft.weight_decay, recipe.data.batch_size, recipe.seed)
+        spec.start_epoch = start_epoch
+        return train(m, data, spec, reporter=ctx.reporter, loss_fn=loss_fn, extra_params=extra_params,
+                     after_step=after_step or method.after_step(m), description=description)
+
+    def build_fresh():
+        # the same seeded init the baseline stage trains from (pruning at init, lottery tickets)
+        torch.manual_seed(recipe.seed)
+        s = model_spec(recipe)
+        return build_model(s["name"], num_classes=s["num_classes"], kwargs=s["kwargs"])
+
     job = CompressJob(model=model, example_inputs=example_input(recipe), data=data,
                       cfg=recipe.compress, options=recipe.compress.method_options(),
                       spec=model_spec(recipe), finetune=finetune_between, log=ctx.log,
-                      batch_size=recipe.data.batch_size, seed=recipe.seed)
+                      batch_size=recipe.data.batch_size, seed=recipe.seed, train=train_job,
+                      build_fresh=build_fresh, train_epochs=recipe.baseline.epochs)
     with ctx.reporter.task(f"compress ({method.name})"):
         model = method.apply(job)
     model.eval()
@@ -149,8 +168,11 @@ def quantize(workdir: Path, parent: Artifact, precision: str, recipe: Recipe, da
         return {"skipped": why}
     calib = data.calibration(recipe.data.calibration_samples, seed=recipe.seed) \
         if quantizer.needs_calibration else None
+    # accuracy-controlled quantizers get the labelled val split (y is None when unlabelled)
+    extra = {"val": data.val_arrays()} \
+        if quantizer.uses_validation and recipe.quantize.max_accuracy_drop is not None else {}
     with ctx.reporter.task(f"quantize {parent.variant} {parent.format} → {precision}"):
-        art = quantizer.quantize(parent, calib, workdir, cfg=recipe.quantize)
+        art = quantizer.quantize(parent, calib, workdir, cfg=recipe.quantize, **extra)
         art.info["parity"] = validate_against_parent(art, parent, parity_inputs(recipe, data))
     write_json(workdir / "parity.json", art.info["parity"])
     return {"artifact": art.to_json(workdir)}

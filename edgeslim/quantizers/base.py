@@ -25,6 +25,9 @@ class Quantizer:
     precision: ClassVar[str]
     description: ClassVar[str]
     needs_calibration: ClassVar[bool] = False
+    # True when quantize() also accepts ``val=(x, y|None)``, the labelled validation split
+    # (accuracy-controlled quantization); quantizers without it are never passed ``val``.
+    uses_validation: ClassVar[bool] = False
 
     def available(self) -> tuple[bool, str]:
         return True, ""

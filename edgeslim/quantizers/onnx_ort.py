@@ -56,6 +56,28 @@ def _quiet():
             logger.setLevel(level)
 
 
+def _entropy_ranges(model: Path, reader: "_Reader", cache: Path, symmetric: bool) -> None:
+    """KL-divergence ranges over a 2048-bin histogram, written where quantize_static reads them.
+
+    quantize_static builds its entropy calibrator with 128 histogram bins and 128 quantized
+    bins, which leaves the KL search a single candidate (the full range, i.e. minmax); the
+    usual setting (TensorRT's) is 2048 bins searched down to 128.
+    """
+    import tempfile
+
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    with tempfile.TemporaryDirectory(prefix="edgeslim-calib-") as tmp:
+        calibrator = create_calibrator(model, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=CalibrationMethod.Entropy,
+                                       extra_options={"num_bins": 2048, "num_quantized_bins": 128,
+                                                      "symmetric": symmetric})
+        calibrator.collect_data(reader)
+        save_tensors_data(calibrator.compute_data(), cache)
+    reader.rewind()
+
+
 @register_quantizer
 class OnnxInt8(Quantizer):
     format = "onnx"
@@ -75,16 +97,21 @@ class OnnxInt8(Quantizer):
         raw = out_dir / "quantized.raw.onnx"
         path = out_dir / "model.onnx"
         symmetric = bool(cfg.symmetric_activations)
+        method = getattr(CalibrationMethod, _CALIB[cfg.calibration_method])
+        ranges = out_dir / "calibration.json"  # the activation ranges, kept with the artifact
         try:
+            reader = _Reader(parent_input_name(parent), calibration)
             with _quiet():
                 quant_pre_process(str(parent.path), str(pre), skip_symbolic_shape=True)
+                if cfg.calibration_method == "entropy":
+                    _entropy_ranges(pre, reader, ranges, symmetric)
                 quantize_static(
-                    str(pre), str(raw), _Reader(parent_input_name(parent), calibration),
+                    str(pre), str(raw), reader, calibration_cache_path=str(ranges),
                     quant_format=QuantFormat.QDQ,
                     per_channel=cfg.per_channel,
                     activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
-                    calibrate_method=getattr(CalibrationMethod, _CALIB[cfg.calibration_method]),
+                    calibrate_method=method,
                     extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
                                    "CalibMovingAverage": False},
                 )

@@ -82,6 +82,11 @@ def write_reports(summary: Any, recipe: Recipe) -> None:
         "Latency is measured on the artifact in its runtime, not on the PyTorch model; accuracy is "
         "the artifact's own on the validation split. Sizes count every file an artifact needs.",
     ]
+    if comp_report.get("family") == "unstructured":  # zeros: smaller zipped, not faster
+        from edgeslim.compress.sparsity import sparsity_section
+
+        at = md.index("## How these were measured")
+        md[at:at] = sparsity_section(rows, comp_report) + [""]
     atomic_write_text(run_dir / "report.md", "\n".join(md) + "\n")
     files = {}
     for r in rows:

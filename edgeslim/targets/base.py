@@ -61,11 +61,16 @@ def parse_target(cfg: Any) -> Target:
     """A configured Target from a recipe entry (a name, or a mapping with ``name``)."""
     name = cfg.name if hasattr(cfg, "name") else str(cfg)
     extra = dict(getattr(cfg, "__pydantic_extra__", None) or {})
-    if name.startswith("ssh://"):
-        cls = TARGETS.get("ssh")
-        extra = {"url": name, **extra}
-    else:
-        cls = TARGETS.get(name)
+    try:
+        if name.startswith("ssh://"):
+            cls = TARGETS.get("ssh")
+            extra = {"url": name, **extra}
+        else:
+            cls = TARGETS.get(name)
+    except TargetError:
+        raise
+    except EdgeslimError as err:
+        raise TargetError(str(err)) from None
     try:
         opts = cls.options.model_validate(extra)
     except ValidationError as err:

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edgeslim.artifacts import Artifact
-from edgeslim.targets.base import Target, cpu_info, register_target
+from edgeslim.targets.base import Target, register_target
 from edgeslim.targets.ort_runner import usable_cores
-from edgeslim.targets.profiler import profile_runner
+from edgeslim.targets.profiler import profile_artifact
 from edgeslim.targets.runner import RUNNERS
 
 
 class CpuOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     threads: Optional[int] = Field(None, ge=1)  # default: all usable cores
+    # OpenVINO inference precision for every openvino artifact; default: the artifact's own
+    openvino_precision: Optional[Literal["f32", "bf16", "f16"]] = None
+
+    @field_validator("openvino_precision")
+    @classmethod
+    def _device_has_it(cls, v: Optional[str]) -> Optional[str]:
+        from edgeslim.targets.openvino_runner import capabilities, supports
+
+        if v is not None and not supports(v):
+            raise ValueError(f"OpenVINO CPU cannot run inference precision {v} on this machine "
+                             f"(it supports {', '.join(capabilities()) or 'nothing'})")
+        return v
 
 
 @register_target
@@ -33,17 +45,12 @@ class CpuTarget(Target):
         return self.opts.threads or usable_cores()
 
     def runner_options(self, artifact: Artifact) -> dict[str, Any]:
+        if artifact.format == "openvino" and getattr(self.opts, "openvino_precision", None):
+            return {"inference_precision": self.opts.openvino_precision}
         return {}
 
     def profile(self, artifact: Artifact, sample: np.ndarray, cfg: Any,
                 val: Optional[tuple[np.ndarray, Optional[np.ndarray]]]) -> dict[str, Any]:
-        runner_cls = RUNNERS.get(artifact.format)
-        with runner_cls(artifact, threads=self.threads(), **self.runner_options(artifact)) as runner:
-            measured = profile_runner(runner, sample, cfg, val)
-            semantics = runner.semantics()
-        semantics.update(cpu_info())
-        semantics.update({"device": "cpu", "batch": measured.pop("batch"),
-                          "iterations": measured["iterations"],
-                          "warmup_iterations": measured["warmup_iterations"],
-                          "input_copy_included": True, "timer": "time.perf_counter"})
-        return {"status": "ok", "reason": "", **measured, "semantics": semantics}
+        # The same measurement the edge/ssh agent makes, so every target's row reads alike.
+        return profile_artifact(artifact, sample, cfg, val, threads=self.threads(), device="cpu",
+                                runner_options=self.runner_options(artifact))

@@ -8,12 +8,17 @@ carries its semantics; see :func:`profile_runner`.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
+from edgeslim.artifacts import Artifact
 from edgeslim.targets.runner import Runner
+
+ValData = Optional[tuple[np.ndarray, Optional[np.ndarray]]]
 
 
 def median_ci(samples: list[float]) -> float:
@@ -77,10 +82,17 @@ def accuracy(runner: Runner, x: np.ndarray, y: Optional[np.ndarray], batch: int 
 
 
 def profile_runner(runner: Runner, sample: np.ndarray, cfg: Any,
-                   val: tuple[np.ndarray, Optional[np.ndarray]] | None) -> dict[str, Any]:
-    """Latency at the first batch size, throughput at each, and accuracy on ``val``."""
+                   val: Union[ValData, Callable[[], ValData]]) -> dict[str, Any]:
+    """Latency at the first batch size, throughput at each, peak RSS, and accuracy on ``val``.
+
+    ``val`` is (x, y), None, or a function returning either (called after the timed runs).
+    """
     import psutil
 
+    if callable(val):  # loaded only now, so the data does not count in the peak RSS
+        val_fn, val = val, None
+    else:
+        val_fn = None
     batches = list(cfg.batch_sizes) or [1]
     result: dict[str, Any] = {}
     throughput = {}
@@ -94,5 +106,104 @@ def profile_runner(runner: Runner, sample: np.ndarray, cfg: Any,
     result["throughput_per_s"] = throughput
     result["load_ms"] = (runner.load_seconds or 0.0) * 1e3
     result["rss_mb"] = psutil.Process().memory_info().rss / 2**20
+    # Peak before the accuracy pass: what the device needs to load and serve the model.
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["process_threads"] = psutil.Process().num_threads()
+    if val_fn is not None and cfg.accuracy:
+        val = val_fn()
     result["accuracy"] = accuracy(runner, *val) if (val is not None and cfg.accuracy) else None
     return result
+
+
+def peak_rss_mb() -> Optional[float]:
+    """Peak resident set size of this process in MiB (VmHWM; ``ru_maxrss`` without /proc)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes there, KiB here
+    except (ImportError, OSError):
+        return None
+
+
+def reset_peak_rss() -> bool:
+    """Restart the peak-RSS count from the current RSS (Linux >= 4.0); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def process_affinity() -> Optional[list[int]]:
+    """The CPUs any thread of this process may run on; None where the OS does not say.
+
+    ``sched_getaffinity(0)`` is the calling thread only; a runtime's pool threads could
+    have been created before a pinning, so every thread of the process is asked.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = set(os.sched_getaffinity(0))
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                cpus |= os.sched_getaffinity(int(tid))
+            except OSError:  # the thread ended meanwhile
+                pass
+    except OSError:
+        pass
+    return sorted(cpus)
+
+
+def profile_artifact(artifact: Artifact, sample: np.ndarray, cfg: Any,
+                     val: Union[ValData, Callable[[], ValData]], *, threads: Optional[int],
+                     device: str, runner_options: Optional[dict[str, Any]] = None,
+                     peak_scope: Optional[str] = None) -> dict[str, Any]:
+    """Load ``artifact`` in its runtime, time it, and return the measurement part of a row.
+
+    Every target measures through this function (in process for ``cpu``, inside the agent
+    subprocess for ``edge`` and ``ssh://``), so their rows are comparable by construction
+    and carry the same semantics.
+
+    Example::
+
+        m = profile_artifact(art, x[:1], recipe.profile, None, threads=1, device="cpu")
+        m["latency_ms"]["p50"], m["semantics"]["runtime_version"], m["peak_rss_mb"]
+    """
+    import platform
+
+    from edgeslim import __version__
+    from edgeslim.targets.base import cpu_info
+    from edgeslim.targets.runner import RUNNERS
+
+    runner_cls = RUNNERS.get(artifact.format)
+    if peak_scope is None:
+        peak_scope = ("this process, from before the model load" if reset_peak_rss()
+                      else "this process, whole lifetime")
+    with runner_cls(artifact, threads=threads, **(runner_options or {})) as runner:
+        measured = profile_runner(runner, sample, cfg, val)
+        semantics = runner.semantics()
+        affinity = process_affinity()
+    semantics.setdefault("threads", threads)
+    semantics.setdefault("precision_executed", artifact.precision)
+    semantics.update(cpu_info())
+    semantics.update({
+        "device": device, "host": platform.node(),
+        "batch": measured.pop("batch"), "batch_sizes": list(cfg.batch_sizes) or [1],
+        "iterations": measured["iterations"], "warmup_iterations": measured["warmup_iterations"],
+        # One request in flight, the caller waits for each result: latency, not throughput mode.
+        "request_mode": "sync", "requests_in_flight": 1,
+        "input_copy_included": True, "timer": "time.perf_counter",
+        "affinity": affinity, "process_threads": measured.pop("process_threads"),
+        "peak_rss_scope": peak_scope,
+        "python": platform.python_version(), "edgeslim_version": __version__,
+    })
+    return {"status": "ok", "reason": "", **measured, "semantics": semantics}

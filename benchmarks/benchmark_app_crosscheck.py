@@ -1,0 +1,164 @@
+"""edgeslim's median against OpenVINO's own ``benchmark_app`` on the same IR and settings.
+
+One OpenVINO IR (resnet50 at 224, random weights, FP32; ``--precision int8`` adds the
+NNCF INT8 IR) is timed by edgeslim's profiler through the OpenVINO runner and by
+``benchmark_app``, both with: device CPU, f32 inference precision (so neither silently
+runs bf16), ``--threads`` inference threads, LATENCY hint, 1 stream, batch 1, the
+synchronous API, and the inputs set on every iteration. The two alternate for
+``--rounds`` rounds so that a change in the machine's load hits both; the figure is the
+ratio of the medians of their medians (target: within ±10%).
+
+benchmark_app refuses ``-nthreads``/``-nstreams`` next to ``-hint latency``, so those go
+in a ``-load_config`` file: the configuration both compile with is printed and compared.
+
+    python benchmarks/benchmark_app_crosscheck.py                 # resnet50 fp32, 3 rounds
+    python benchmarks/benchmark_app_crosscheck.py --quick         # mobilenet_v2, 2 short rounds
+    python benchmarks/benchmark_app_crosscheck.py --precision int8 --threads 1
+
+Writes benchmarks/results/benchmark_app_crosscheck.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from _artifacts import RESULTS, Builder, machine
+
+LIMIT = 0.10
+KEYS = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT",
+        "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING", "SCHEDULING_CORE_TYPE")
+UNITS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
+
+
+def benchmark_app_exe() -> str:
+    here = Path(sys.executable).with_name("benchmark_app")
+    exe = str(here) if here.exists() else shutil.which("benchmark_app")
+    if not exe:
+        raise SystemExit("benchmark_app not found (it comes with the openvino wheel)")
+    return exe
+
+
+def run_benchmark_app(xml: Path, shape: list[int], threads: int, seconds: float, work: Path) -> dict:
+    cfg = work / "ov_config.json"
+    cfg.write_text(json.dumps({"CPU": {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
+                                       "INFERENCE_NUM_THREADS": str(threads),
+                                       "INFERENCE_PRECISION_HINT": "f32"}}))
+    cmd = [benchmark_app_exe(), "-m", str(xml), "-d", "CPU", "-hint", "latency", "-load_config", str(cfg),
+           "-api", "sync", "-b", "1", "-data_shape", "[" + ",".join(map(str, shape)) + "]",
+           "-t", str(int(seconds))]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 300)
+    out = r.stdout + r.stderr
+    if r.returncode != 0:
+        raise SystemExit(f"benchmark_app failed:\n{out[-2000:]}")
+    med = re.search(r"Median:\s+([\d.]+)\s*(ms|us|s)\b", out)
+    count = re.search(r"Count:\s+(\d+)", out)
+    compiled = {k: v.strip() for k, v in re.findall(r"\]\s+(\w+):\s+(.+)", out.split("Step 8/11")[-1].split("Step 9/11")[0])
+                if k in KEYS}
+    return {"p50_ms": float(med.group(1)) * UNITS[med.group(2)], "iterations": int(count.group(1)),
+            "compiled": compiled, "command": " ".join(cmd)}
+
+
+def run_edgeslim(art, sample: np.ndarray, threads: int, seconds: float) -> dict:
+    from edgeslim.recipe import ProfileCfg
+    from edgeslim.targets.profiler import profile_artifact
+
+    cfg = ProfileCfg(accuracy=False, max_seconds=seconds, warmup_seconds=1.0)
+    m = profile_artifact(art, sample[:1], cfg, None, threads=threads, device="cpu",
+                         runner_options={"inference_precision": "f32", "performance_hint": "LATENCY",
+                                         "streams": 1})
+    return {"p50_ms": m["latency_ms"]["p50"], "iterations": m["iterations"],
+            "median_ci95": m["median_ci95"], "semantics": m["semantics"]}
+
+
+def edgeslim_compiled(art, threads: int) -> dict:
+    from edgeslim.targets.runner import RUNNERS
+
+    with RUNNERS.get("openvino")(art, threads=threads, inference_precision="f32",
+                                 performance_hint="LATENCY", streams=1) as r:
+        return {k: str(r.compiled.get_property(k)) for k in KEYS}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="zoo model (default resnet50; --quick: mobilenet_v2)")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--precision", choices=["fp32", "int8"], action="append",
+                    help="IR(s) to check (repeatable; default fp32)")
+    ap.add_argument("--rounds", type=int, default=None, help="alternations (default 3; --quick: 2)")
+    ap.add_argument("--seconds", type=float, default=None, help="time per measurement (default 10; --quick: 3)")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    model = args.model or ("mobilenet_v2" if args.quick else "resnet50")
+    rounds = args.rounds or (2 if args.quick else 3)
+    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    precisions = args.precision or ["fp32"]
+
+    results = {"machine": machine(), "model": model, "input_size": args.size, "threads": args.threads,
+               "rounds": rounds, "seconds": seconds, "limit": LIMIT, "checks": {}}
+    with tempfile.TemporaryDirectory(prefix="edgeslim-crosscheck-") as tmp:
+        work = Path(tmp)
+        b = Builder(work, model, args.size, calibration=32 if args.quick else 64)
+        fp32 = b.export(b.model, "openvino", "baseline")
+        arts = {"fp32": fp32}
+        if "int8" in precisions:
+            arts["int8"] = b.quantize(fp32, "int8")
+        for prec in precisions:
+            art = arts[prec]
+            ours, theirs = [], []
+            for i in range(rounds):
+                ours.append(run_edgeslim(art, b.sample, args.threads, seconds))
+                theirs.append(run_benchmark_app(art.path, [1, 3, args.size, args.size], args.threads, seconds, work))
+                print(f"{prec} round {i + 1}: edgeslim p50 {ours[-1]['p50_ms']:.3f} ms, "
+                      f"benchmark_app median {theirs[-1]['p50_ms']:.3f} ms", flush=True)
+            a = float(np.median([o["p50_ms"] for o in ours]))
+            z = float(np.median([t["p50_ms"] for t in theirs]))
+            results["checks"][prec] = {
+                "edgeslim_p50_ms": a, "benchmark_app_median_ms": z, "ratio": a / z,
+                "passed": abs(a / z - 1) <= LIMIT, "edgeslim_runs": ours, "benchmark_app_runs": theirs,
+                "compiled_edgeslim": edgeslim_compiled(art, args.threads),
+                "compiled_benchmark_app": theirs[0]["compiled"],
+                "precision_executed": ours[0]["semantics"]["precision_executed"],
+            }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "benchmark_app_crosscheck.json").write_text(json.dumps(results, indent=2, default=str))
+    md = markdown(results, args)
+    (RESULTS / "benchmark_app_crosscheck.md").write_text(md)
+    print(md)
+
+
+def markdown(r: dict, args) -> str:
+    mc = r["machine"]
+    cmd = "python benchmarks/benchmark_app_crosscheck.py" + (" --quick" if args.quick else "") + "".join(
+        f" --precision {p}" for p in (args.precision or []))
+    lines = ["# edgeslim vs OpenVINO benchmark_app, same IR and settings", "",
+             f"{r['model']} at {r['input_size']}×{r['input_size']}, random weights; CPU, {r['threads']} threads, "
+             f"LATENCY hint, 1 stream, batch 1, sync API, f32 inference precision; {r['rounds']} alternating "
+             f"rounds of {r['seconds']:g} s each. Machine: {mc['cpu']}, {mc['usable_cores']} usable cores, "
+             f"load average {mc['loadavg_1m_at_start']:.1f} at start (shared CPU: noisy).", "",
+             f"Command: `{cmd}`", "",
+             "| IR | precision executed | edgeslim p50 ms | benchmark_app median ms | ratio | within ±10% |",
+             "|---|---|---|---|---|---|"]
+    for prec, c in r["checks"].items():
+        lines.append(f"| {prec} | {c['precision_executed']} | {c['edgeslim_p50_ms']:.3f} | "
+                     f"{c['benchmark_app_median_ms']:.3f} | {c['ratio']:.3f} | {'yes' if c['passed'] else 'no'} |")
+    for prec, c in r["checks"].items():
+        lines += ["", f"Per round ({prec}): edgeslim " + ", ".join(f"{x['p50_ms']:.2f}" for x in c["edgeslim_runs"])
+                  + "; benchmark_app " + ", ".join(f"{x['p50_ms']:.2f}" for x in c["benchmark_app_runs"]) + " ms.",
+                  "", "| compiled property | edgeslim | benchmark_app |", "|---|---|---|",
+                  *[f"| {k} | {c['compiled_edgeslim'].get(k)} | {c['compiled_benchmark_app'].get(k)} |" for k in KEYS]]
+    return "\n".join(lines + [""])
+
+
+if __name__ == "__main__":
+    main()

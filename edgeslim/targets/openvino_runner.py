@@ -1,0 +1,166 @@
+"""OpenVINO runner: an IR compiled for a device at an explicit inference precision.
+
+OpenVINO picks the inference precision itself unless told: on a CPU with bf16 support
+(AVX512-BF16, AMX) it runs FP32 models in bf16, silently, and on this plugin a request for
+``f16`` where the CPU has no FP16 arithmetic quietly becomes bf16. So the runner always
+sets ``INFERENCE_PRECISION_HINT``, refuses a precision the device does not list in its
+``OPTIMIZATION_CAPABILITIES``, reads the precision back from the compiled model, and
+records what the compute layers of the compiled graph actually run in.
+
+The precision defaults to the artifact's: ``fp32`` → f32, ``bf16`` → bf16, ``fp16`` → f16
+where the device has it (else f32 over the FP16-stored weights), ``int8`` → f32 for the
+layers that stay in floating point.
+
+Example::
+
+    with OpenVinoRunner(artifact, threads=2, inference_precision="bf16") as r:
+        logits = r.infer(x)
+        r.semantics()["precision_executed"]   # "bf16"
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from edgeslim.errors import TargetError
+from edgeslim.targets.ort_runner import usable_cores
+from edgeslim.targets.runner import RUNNERS, Runner
+
+PRECISIONS = ("f32", "bf16", "f16")
+_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+HINTS = ("LATENCY", "THROUGHPUT")
+# Layers whose runtime precision says what the model's arithmetic ran in.
+_COMPUTE = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul",
+            "Gemm", "InnerProduct"}
+_NAMES = {"i8": "int8", "u8": "int8", "f32": "f32", "bf16": "bf16", "f16": "f16"}
+
+
+@lru_cache(maxsize=1)
+def core() -> Any:
+    """One ``openvino.Core`` per process: creating one loads every device plugin."""
+    import openvino as ov
+
+    return ov.Core()
+
+
+def capabilities(device: str = "CPU") -> list[str]:
+    """What the device says it computes in (``FP32``, ``BF16``, ``FP16``, ``INT8``, ...)."""
+    try:
+        return list(core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
+    except Exception:
+        return []
+
+
+def supports(precision: str, device: str = "CPU") -> bool:
+    return _CAPABILITY[precision] in capabilities(device)
+
+
+def default_precision(artifact_precision: str, device: str = "CPU") -> str:
+    if artifact_precision == "bf16":
+        return "bf16"
+    if artifact_precision == "fp16" and supports("f16", device):
+        return "f16"
+    return "f32"
+
+
+def _first(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    # OpenVINO prefixes every message with "Exception from src/...cpp:NN:" lines
+    useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
+    return (useful or lines or [type(err).__name__])[0][:300]
+
+
+class OpenVinoRunner(Runner):
+    """Options: ``inference_precision`` (f32|bf16|f16), ``performance_hint`` (LATENCY|
+    THROUGHPUT, default LATENCY), ``streams`` (int), ``device`` (default CPU)."""
+
+    format = "openvino"
+    runtime = "openvino"
+
+    def load_impl(self) -> None:
+        from edgeslim.exporters.openvino import check_ir
+
+        check_ir(self.artifact.path, error=TargetError)
+        device = str(self.options.get("device") or "CPU")
+        if device not in core().available_devices:
+            raise TargetError(f"OpenVINO device '{device}' is not available here "
+                              f"(available: {', '.join(core().available_devices)})")
+        precision = self.options.get("inference_precision") or default_precision(self.artifact.precision, device)
+        if precision not in PRECISIONS:
+            raise TargetError(f"OpenVINO inference precision must be one of {', '.join(PRECISIONS)}, "
+                              f"got '{precision}'")
+        if not supports(precision, device):
+            raise TargetError(f"OpenVINO {device} cannot run inference precision {precision} on this "
+                              f"machine (it supports {', '.join(capabilities(device)) or 'nothing'})")
+        hint = str(self.options.get("performance_hint") or "LATENCY").upper()
+        if hint not in HINTS:
+            raise TargetError(f"OpenVINO performance hint must be LATENCY or THROUGHPUT, got '{hint}'")
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": hint,
+                                  "INFERENCE_NUM_THREADS": int(self.threads or usable_cores())}
+        if self.options.get("streams"):
+            config["NUM_STREAMS"] = int(self.options["streams"])
+        try:
+            model = core().read_model(str(self.artifact.path))
+            self.compiled = core().compile_model(model, device, config)
+        except Exception as err:
+            raise TargetError(f"OpenVINO cannot load {self.artifact.path}: {_first(err)}") from None
+        executed = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        if executed != precision:  # never report a precision that did not run
+            raise TargetError(f"OpenVINO {device} was asked for inference precision {precision} "
+                              f"but compiled {self.artifact.path.name} for {executed}")
+        self.device = device
+        self.request = self.compiled.create_infer_request()
+
+    def infer_impl(self, x: np.ndarray) -> np.ndarray:
+        self.request.infer({0: x})
+        return np.array(self.request.get_output_tensor(0).data, copy=True)
+
+    def compute_layers(self) -> tuple[dict[str, int], list[str]]:
+        """How many compute layers of the compiled graph take activations in each precision,
+        and the kernels they run.
+
+        The activation input's type is what the arithmetic runs in: ``runtimePrecision``
+        reports f16 for an f32 convolution over FP16-stored weights, the input type does not.
+        """
+        counts: Counter = Counter()
+        kernels: set[str] = set()
+        for op in self.compiled.get_runtime_model().get_ordered_ops():
+            rt = op.get_rt_info()
+            if "layerType" in rt and rt["layerType"].astype(str) in _COMPUTE and op.inputs():
+                p = op.inputs()[0].get_element_type().get_type_name()
+                counts[_NAMES.get(p, p)] += 1
+                if "primitiveType" in rt:
+                    kernels.add(rt["primitiveType"].astype(str))
+        return dict(counts), sorted(kernels)
+
+    def semantics(self) -> dict[str, Any]:
+        import openvino as ov
+
+        layers, kernels = self.compute_layers()
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        # int8 where quantized layers run; otherwise the precision most compute layers ran in
+        executed = "int8" if layers.get("int8") else (max(layers, key=layers.get) if layers else hint)
+        return {
+            "runtime": "openvino",
+            "runtime_version": ov.__version__,
+            "openvino_device": self.device,
+            "device_name": str(core().get_property(self.device, "FULL_DEVICE_NAME")).strip(),
+            "threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS")),
+            "precision_executed": executed,
+            "inference_precision": hint,
+            "layer_precisions": layers,
+            "kernels": kernels,
+            "weights_precision": self.artifact.info.get("weights", "int8" if self.artifact.precision == "int8"
+                                                         else self.artifact.precision),
+            "performance_hint": str(self.compiled.get_property("PERFORMANCE_HINT")),
+            "streams": int(self.compiled.get_property("NUM_STREAMS")),
+            "device_capabilities": capabilities(self.device),
+            "sync": True,
+        }
+
+
+RUNNERS.register("openvino", OpenVinoRunner)
