@@ -64,6 +64,19 @@ def _weights_key(recipe: Recipe) -> str | None:
 def run_recipe(recipe: Recipe, out_dir: Path, *, reporter: Reporter | None = None,
                wait: bool = False) -> RunSummary:
     """Run every stage of ``recipe`` into ``out_dir``, skipping stages already done."""
+    from edgeslim.errors import RunDirError
+    from edgeslim.pipeline.stage import storage_failure
+
+    try:
+        return _run(recipe, out_dir, reporter=reporter, wait=wait)
+    except OSError as err:  # writes outside a stage: recipe.yaml, the reports
+        why = storage_failure(err)
+        if why:
+            raise RunDirError(f"cannot write to run directory {out_dir}: {why}") from None
+        raise
+
+
+def _run(recipe: Recipe, out_dir: Path, *, reporter: Reporter | None, wait: bool) -> RunSummary:
     t0 = time.perf_counter()
     run_dir = Path(out_dir)
     ctx = Context(run_dir=run_dir, seed=recipe.seed, **({"reporter": reporter} if reporter else {}))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeslim.errors import RunDirError
+from edgeslim.errors import EdgeslimError, RunDirError
 from edgeslim.io import read_json, sha256_file, sha256_json, write_json
 
 DONE = "done.json"
@@ -42,6 +42,33 @@ def _content_hash(folder: Path) -> tuple[str, dict[str, str]]:
         if p.is_file() and p.name != DONE:
             files[p.relative_to(folder).as_posix()] = sha256_file(p)
     return sha256_json(files), files
+
+
+_STORAGE = ("No space left", "File too large", "Read-only file system", "Permission denied",
+            "Disk quota exceeded", "Input/output error")
+_STORAGE_ERRNOS = {28, 27, 30, 13, 122, 5}  # ENOSPC EFBIG EROFS EACCES EDQUOT EIO
+
+
+def storage_failure(err: BaseException) -> str | None:
+    """The storage problem behind ``err`` (a full disk, a read-only folder), if any.
+
+    Writers wrap OS errors in their own types (safetensors, onnx, torch.onnx), so look
+    through the exception chain and the messages, not only for OSError.
+    """
+    seen = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
+            return e.strerror or str(e)
+        if isinstance(e, EdgeslimError):  # already one clear line about something else
+            return None
+        text = str(e)
+        for needle in _STORAGE:
+            if needle in text:
+                return needle
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def stage_key(name: str, config: Any, inputs: list[str]) -> str:
@@ -107,13 +134,11 @@ def run_stage(
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)
-    except OSError as err:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if err.errno is not None and err.strerror:
-            raise RunDirError(f"stage {name}: cannot write {err.filename or folder}: {err.strerror}") from None
-        raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        why = storage_failure(err)
+        if why:
+            raise RunDirError(f"stage {name}: cannot write to {folder.parent}: {why}") from None
         raise
     distributed.barrier()
     return StageResult(name, folder, key, outputs, digest, False, seconds)
