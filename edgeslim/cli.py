@@ -171,6 +171,76 @@ def targets() -> None:
     out.print(t)
 
 
+# Constraint shortcuts shared by plan and release (validated by edgeslim.select.constraints).
+TargetOpt = typer.Option(None, "--target", help="target to plan for, replaces the recipe's (repeatable)")
+LatencyOpt = typer.Option(None, "--latency-ms", help="latency budget: MS for every target, or TARGET=MS (repeatable)")
+PercentileOpt = typer.Option(None, "--percentile", help="latency percentile the budget applies to: p50|p90|p99")
+BytesOpt = typer.Option(None, "--max-bytes", help="size budget in bytes (every file of the artifact)")
+DropOpt = typer.Option(None, "--max-accuracy-drop", help="accuracy drop allowed, in points vs the baseline")
+RetrainOpt = typer.Option(None, "--retrain", help="retraining budget: none|short|full")
+
+
+def _plan_inputs(recipe, set_, target, latency_ms, percentile, max_bytes, max_accuracy_drop, retrain):
+    from edgeslim.select.plan import plan_inputs
+
+    return plan_inputs(recipe, set_ or [], targets=target, latency_ms=latency_ms, percentile=percentile,
+                       max_bytes=max_bytes, max_accuracy_drop=max_accuracy_drop, retrain=retrain)[0]
+
+
+@app.command()
+def plan(
+    recipe: Optional[Path] = typer.Argument(None, help="recipe YAML (default: the embedded default on cpu and edge)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="plan directory (default runs/<name>-plan)"),
+    set_: Optional[List[str]] = SetOpt, target: Optional[List[str]] = TargetOpt,
+    latency_ms: Optional[List[str]] = LatencyOpt, percentile: Optional[str] = PercentileOpt,
+    max_bytes: Optional[int] = BytesOpt, max_accuracy_drop: Optional[float] = DropOpt,
+    retrain: Optional[str] = RetrainOpt,
+) -> None:
+    """Propose candidates from the constraints, run and measure each, choose per target."""
+    from edgeslim.report.plan_view import decision_lines, plan_table
+    from edgeslim.select.plan import plan_recipe
+
+    with _user_errors():
+        r = _plan_inputs(recipe, set_, target, latency_ms, percentile, max_bytes, max_accuracy_drop, retrain)
+        plan_dir = out_dir or Path("runs") / f"{r.name}-plan"
+        rep = RichReporter(err)
+        with rep.progress:
+            result = plan_recipe(r, plan_dir, reporter=rep)
+    out.print(plan_table(result.rows, title=f"edgeslim plan · {r.name} · {plan_dir}"))
+    for line in decision_lines(result.decisions):
+        out.print(line)
+    cached = ", every stage cached" if result.all_cached else ""
+    out.print(f"results: {plan_dir / 'results.json'}  report: {plan_dir / 'report.html'}  "
+              f"({result.seconds:.0f}s{cached})", highlight=False)
+    if not result.feasible:
+        raise typer.Exit(1)
+
+
+@app.command()
+def release(
+    recipe: Optional[Path] = typer.Argument(None, help="recipe YAML the plan was made with (default: the default)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="plan directory (default runs/<name>-plan)"),
+    dist: Path = typer.Option(Path("dist"), "--dist", help="release directory: DIST/<name>/<target>/"),
+    run_plan: bool = typer.Option(False, "--run/--no-run", help="plan first when DIR has no plan for this recipe"),
+    set_: Optional[List[str]] = SetOpt, target: Optional[List[str]] = TargetOpt,
+    latency_ms: Optional[List[str]] = LatencyOpt, percentile: Optional[str] = PercentileOpt,
+    max_bytes: Optional[int] = BytesOpt, max_accuracy_drop: Optional[float] = DropOpt,
+    retrain: Optional[str] = RetrainOpt,
+) -> None:
+    """Release the chosen artifact of every target into DIST with a manifest; exit 1 when a gate fails."""
+    from edgeslim.select.release import release as do_release
+
+    with _user_errors():
+        r = _plan_inputs(recipe, set_, target, latency_ms, percentile, max_bytes, max_accuracy_drop, retrain)
+        plan_dir = out_dir or Path("runs") / f"{r.name}-plan"
+        rep = RichReporter(err)
+        with rep.progress:
+            rel = do_release(r, plan_dir, dist, run=run_plan, reporter=rep)
+    for t, row in rel.rows.items():
+        out.print(f"★ {t}: {row['label']} → {rel.manifests[t].parent}  ({row['bytes']:,} bytes)", highlight=False)
+    out.print(f"released into {rel.dist}", highlight=False)
+
+
 def main() -> None:
     app()
 

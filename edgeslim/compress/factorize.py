@@ -16,8 +16,9 @@ By default every eligible layer is factorized (tucker/cp: ``Conv2d`` with ``grou
 and a kernel larger than 1×1; svd: ``Linear``), the classifier included (its outputs do
 not change), ``compress.ignored_layers`` excepted; a layer whose factorization would not
 be smaller is left alone and listed in the report. ``layers`` names the layers explicitly.
-Fine-tuning afterwards (``finetune.epochs``) is optional: at high energy the factorized
-model is already close to the original.
+BatchNorm statistics are re-estimated afterwards (``compress.bn_recalibration``), and
+fine-tuning (``finetune.epochs``) is optional: at high energy the factorized model is
+already close to the original.
 
 Example::
 
@@ -145,6 +146,11 @@ class _Factorize(Method):
             raise CompressionError(f"{self.name}: no layer gets smaller at these ranks "
                                    f"({len(skipped)} tried); lower compress.energy or set compress.ranks")
         job.log(f"{self.name}: factorized {len(done)} layers, left {len(skipped)} unchanged")
+        if job.cfg.bn_recalibration and job.data is not None:
+            # truncated ranks drop energy from every factorized output: BN statistics follow
+            from edgeslim.compress.pruner import recalibrate_bn
+
+            recalibrate_bn(model, job.data.train_loader(job.batch_size, seed=job.seed), job.cfg.recalibration_batches)
         return model
 
 

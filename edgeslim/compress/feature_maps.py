@@ -33,11 +33,19 @@ _OUT_FNS = (function.prune_conv_out_channels, function.prune_linear_out_channels
 
 
 def model_signature(model: nn.Module) -> tuple:
-    """Changes when any parameter's shape or value changes (cheap: one sum per tensor)."""
+    """Content key: equal for a model and its deep copy, different once a shape or value changes."""
     with torch.no_grad():
-        shapes = tuple((n, tuple(p.shape)) for n, p in model.named_parameters())
-        total = float(sum(p.double().sum() for p in model.parameters())) if shapes else 0.0
+        tensors = list(model.named_parameters()) + list(model.named_buffers())
+        shapes = tuple((n, tuple(t.shape)) for n, t in tensors)
+        total = sum(float(t.float().sum()) for _, t in tensors if t.is_floating_point())
     return shapes, round(total, 6)
+
+
+def _identity(model: nn.Module) -> tuple:
+    """Cheap check that nothing changed: tensor storage and in-place version counters (an
+    optimizer step or a BatchNorm statistics update bumps ``_version``; pruning swaps storage)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in tensors)
 
 
 def collect_scores(model: nn.Module, job, per_channel: PerChannel, *, batches: int,
@@ -108,7 +116,7 @@ class LayerScoreImportance(tp.importance.GroupMagnitudeImportance):
         self.scores: dict[str, torch.Tensor] = {}
 
     def _refresh(self) -> None:
-        sig = model_signature(self.model)
+        sig = _identity(self.model)  # per group call: must be cheap on a 25M-parameter model
         if sig != self._signature:
             self.scores = self.compute(self.model)
             self._signature = sig

@@ -33,8 +33,8 @@ from torch_pruning import ops
 
 from edgeslim.compress.base import CompressJob, register_method
 from edgeslim.compress.layer_latency import LayerShape, LayerTimer
-from edgeslim.compress.pruner import (StructuredMethod, count_macs_params, prune_structured,
-                                      resolve_ignored)
+from edgeslim.compress.pruner import (StructuredMethod, _make_pruner, count_macs_params,
+                                      prune_structured, resolve_ignored)
 from edgeslim.compress.safety import channel_indexing_layers
 from edgeslim.errors import CompressionError
 
@@ -131,15 +131,17 @@ def _input_shapes(model: nn.Module, example: torch.Tensor) -> dict[nn.Module, tu
 
 
 def allocate(groups: list[_Group], layers: list[_Layer], *, channel_budget: Optional[int],
-             macs_budget: Optional[float]) -> None:
-    """Greedy: take the step with the most measured latency saved per unit of importance lost."""
+             macs_budget: Optional[float]) -> bool:
+    """Greedy: take the step with the most measured latency saved per unit of importance lost.
+
+    Returns False when every group reached its narrowest width before the budget was spent."""
     keep = {i: 1.0 for i in range(len(groups))}
     removed_channels, removed_macs = 0, 0.0
     while True:
         if channel_budget is not None and removed_channels >= channel_budget:
-            return
+            return True
         if macs_budget is not None and removed_macs >= macs_budget:
-            return
+            return True
         best = None
         for i, g in enumerate(groups):
             new = g.next_keep()
@@ -154,8 +156,7 @@ def allocate(groups: list[_Group], layers: list[_Layer], *, channel_budget: Opti
                 macs = sum(layer.macs(keep) - layer.macs(trial) for layer in g.layers)
                 best = (score, i, new, macs)
         if best is None:
-            raise CompressionError("compress.method 'latency': the budget cannot be met; every prunable "
-                                   "group is already at its minimum width (lower compress.ratio/target_macs)")
+            return False
         _, i, new, macs = best
         removed_channels += groups[i].keep - new
         removed_macs += macs
@@ -187,7 +188,7 @@ class LatencyAware(StructuredMethod):
         step = cfg.round_to or 1
         groups: list[_Group] = []
         layers: dict[nn.Module, _Layer] = {}
-        for gi, group in enumerate(tp_groups):
+        for group in tp_groups:
             root = group[0].dep.target.module
             imp = scorer(group)
             if imp is None:
@@ -216,15 +217,19 @@ class LatencyAware(StructuredMethod):
             raise CompressionError("compress.method 'latency': no prunable layer groups in this model")
         total_channels = sum(g.channels for g in groups)
         base_macs, _ = count_macs_params(model, job.example_inputs)
+        layer_macs = sum(layer.shape.macs() for layer in layers.values())  # the model's conv/linear MACs
         target = cfg.target_macs
-        budget = target * base_macs if target is not None else None
+        budget = target * layer_macs if target is not None else None
         ratio_dict: dict[str, float] = {}
         for _ in range(5):  # target_macs: correct the layer-MAC model against the real count
             for g in groups:
                 g.keep = g.channels
-            allocate(groups, list(layers.values()),
-                     channel_budget=None if target is not None else math.ceil(cfg.ratio * total_channels),
-                     macs_budget=budget)
+            reached = allocate(groups, list(layers.values()),
+                               channel_budget=None if target is not None else math.ceil(cfg.ratio * total_channels),
+                               macs_budget=budget)
+            if not reached and target is None:
+                raise CompressionError(f"compress.ratio={cfg.ratio} cannot be met by 'latency': every group is "
+                                       f"at the narrowest width round_to={cfg.round_to} allows")
             # (k - 0.5)/C: the pruner keeps int(C * (1 - r)) = C - k channels, safe from float error
             ratio_dict = {g.name: (g.channels - g.keep - 0.5) / g.channels if g.keep < g.channels else 0.0
                           for g in groups}
@@ -233,7 +238,10 @@ class LatencyAware(StructuredMethod):
             removed = self._trial_macs_removed(job, ratio_dict, base_macs)
             if removed >= target - 0.005:
                 break
-            budget += (target - removed) * base_macs
+            if not reached:
+                raise CompressionError(f"compress.target_macs={target} cannot be reached by 'latency': at the "
+                                       f"narrowest widths round_to={cfg.round_to} allows, {removed:.1%} of MACs go")
+            budget += (target - removed) * layer_macs
         keep = {i: g.keep / g.channels for i, g in enumerate(groups)}
         job.notes["latency"] = {
             "runtime": f"onnxruntime CPUExecutionProvider, {timer.threads} threads, batch 1",
@@ -245,8 +253,6 @@ class LatencyAware(StructuredMethod):
         return prune_structured(job, self.importance, ratio=0.0, ratio_dict=ratio_dict)
 
     def _trial_macs_removed(self, job: CompressJob, ratio_dict: dict[str, float], base_macs: int) -> float:
-        from edgeslim.compress.pruner import _make_pruner
-
         trial = copy.deepcopy(job.model)
         modules = dict(trial.named_modules())
         ignored = resolve_ignored(trial, job.cfg.ignored_layers, job.spec.get("num_classes"))

@@ -118,16 +118,20 @@ def refuse_emptying(pruner: tp.pruner.MetaPruner) -> None:
     def strict(group) -> bool:
         if check(group):
             return True
+        emptied = []
         for dep, idxs in group:
             out = dg.is_out_channel_pruning_fn(dep.handler)
             n = dg.get_out_channels(dep.target.module) if out else dg.get_in_channels(dep.target.module)
-            if n is not None and n <= len(idxs) and isinstance(dep.target.module, nn.Module):
-                name = dg._module2name.get(dep.target.module, type(dep.target.module).__name__)
-                raise EmptyLayerError(
-                    f"pruning would remove every channel of layer '{name}' ({n} channels, "
-                    f"round_to={pruner.round_to}); lower compress.ratio/target_macs, lower "
-                    f"compress.round_to, or list it in compress.ignored_layers")
-        raise EmptyLayerError("pruning would remove every channel of a layer; lower compress.ratio")
+            if n is not None and n <= len(idxs):
+                emptied.append((dep.target.module in dg._module2name, dep.target.module, n))
+        if not emptied:
+            raise EmptyLayerError("pruning would remove every channel of a layer; lower compress.ratio")
+        _, layer, n = max(emptied, key=lambda e: e[0])  # name a user layer over a traced op
+        name = dg._module2name.get(layer, type(layer).__name__)
+        raise EmptyLayerError(
+            f"pruning would remove every channel of layer '{name}' ({n} channels, "
+            f"round_to={pruner.round_to}); lower compress.ratio/target_macs, lower "
+            f"compress.round_to, or list it in compress.ignored_layers")
 
     dg.check_pruning_group = strict
 

@@ -68,3 +68,25 @@ def sparsity_section(rows: list[dict[str, Any]], comp_report: dict[str, Any]) ->
                      f"{'—' if p50 is None else f'{p50:.3f}'} |")
     lines += ["", DENSE_RUNTIMES_NOTE]
     return lines
+
+
+def openvino_sparse_weights() -> tuple[bool, str]:
+    """Whether OpenVINO's CPU sparse-weights decompression can apply on this machine.
+
+    The CPU plugin packs the non-zero weights of INT8 fully-connected (MatMul) layers
+    when ``CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE`` is set, and only on CPUs with AMX
+    (``amx_int8``); the property is accepted everywhere but does nothing elsewhere.
+
+    Example::
+
+        ok, why = openvino_sparse_weights()   # (False, "this CPU has no AMX (amx_int8)")
+    """
+    from edgeslim.targets.base import cpu_info
+
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False, "openvino is not installed"
+    if "amx_int8" not in cpu_info()["isa"]:
+        return False, "this CPU has no AMX (amx_int8), which OpenVINO's sparse-weights decompression needs"
+    return True, "INT8 fully-connected layers only; convolutions stay dense"

@@ -47,15 +47,13 @@ class DistillLoss(nn.Module):
     name: ClassVar[str]
     description: ClassVar[str]
     uses: ClassVar[tuple[str, ...]]  # the DistillCfg fields this loss reads
+    hard_label_weight: float = 1.0  # weight of the hard-label cross-entropy next to this loss
 
     def __init__(self, cfg: "DistillCfg", *, student: nn.Module, teacher: nn.Module,
                  example: torch.Tensor):
         super().__init__()
         self.cfg = cfg
         self.taps: list[FeatureTap] = []
-
-    # weight of the hard-label cross-entropy next to this loss
-    hard_label_weight: float = 1.0
 
     @classmethod
     def options_help(cls) -> str:
@@ -288,7 +286,10 @@ def load_teacher(cfg: "DistillCfg", *, baseline_dir: Optional[Path] = None,
     path = Path(cfg.teacher)
     if path.is_dir():
         if not (path / STRUCTURE).is_file():
-            raise RecipeError(f"finetune.distill.teacher: {path} holds no saved model ({STRUCTURE})")
+            stages = sorted(p.parent.name for p in path.glob(f"*/{STRUCTURE}"))
+            hint = f"; did you mean a stage folder inside it ({', '.join(stages)})?" if stages else ""
+            raise RecipeError(f"finetune.distill.teacher: {path} holds no saved model "
+                              f"({STRUCTURE}){hint}")
         return load_model(path)
     if not path.is_file():
         raise RecipeError(f"finetune.distill.teacher: {path} does not exist")

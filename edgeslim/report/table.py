@@ -20,6 +20,15 @@ def _ms(row: dict[str, Any], key: str) -> str:
     return "—" if lat.get(key) is None else f"{lat[key]:.3f}"
 
 
+def _precision(row: dict[str, Any]) -> str:
+    """The artifact's precision, and what ran where the runtime executed something else
+    (OpenVINO runs FP16-stored weights at f32 on a CPU without FP16 arithmetic)."""
+    p = str(row.get("precision"))
+    ran = (row.get("semantics") or {}).get("precision_executed")
+    same = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "int8"}
+    return p if not ran or same.get(p, p) == same.get(str(ran), str(ran)) else f"{p} (ran {ran})"
+
+
 def _macs(m: Any) -> str:
     return "—" if m is None else f"{m / 1e6:,.1f}M"
 
@@ -27,7 +36,7 @@ def _macs(m: Any) -> str:
 COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("method", lambda r: str(r.get("method"))),
     ("format", lambda r: str(r.get("format"))),
-    ("precision", lambda r: str(r.get("precision"))),
+    ("precision", lambda r: _precision(r)),
     ("target", lambda r: str(r.get("target"))),
     ("status", lambda r: str(r.get("status")) + ("  ★" if r.get("chosen") else "")),
     ("size", lambda r: _kb(r.get("bytes"))),

@@ -206,3 +206,26 @@ def test_ignored_layers_stay_dense(base, data):
     pruned, _ = _prune(base, data, ratio=0.5, ignored_layers=["conv1"])
     assert bool((pruned.conv1.weight != 0).all())
     assert np.isclose(sparsity_of(pruned, _names(pruned)), 0.5, atol=0.01)
+
+
+@pytest.mark.slow
+def test_pipeline_reports_dense_and_zipped_bytes(tmp_path):
+    from edgeslim.io import read_json
+    from edgeslim.models.checkpoint import load_model as load
+    from edgeslim.pipeline.run import run_recipe
+    from edgeslim.recipe import load_recipe
+
+    quick = ["data.limit_train=192", "data.limit_val=64", "data.calibration_samples=32", "baseline.epochs=1",
+             "finetune.epochs=1", "profile.max_seconds=0.2", "profile.min_iterations=5", "profile.warmup=2",
+             "compress.method=magnitude", "compress.ratio=0.9", "compress.scope=global"]
+    run_recipe(load_recipe(None, quick), tmp_path)
+    rows = {r["id"]: r for r in read_json(tmp_path / "results.json")}
+    dense, sparse = rows["baseline/onnx/fp32"], rows["compressed/onnx/fp32"]
+    assert abs(sparse["bytes"] - dense["bytes"]) / dense["bytes"] < 0.02
+    assert sparse["bytes_zipped"] < 0.4 * dense["bytes_zipped"]
+    for v in ("baseline", "compressed"):
+        assert rows[f"{v}/onnx/int8"]["bytes_zipped"] <= rows[f"{v}/onnx/int8"]["bytes"]
+    model = load(tmp_path / "20-finetune")  # fine-tuning kept the zeros
+    assert abs(sparsity_of(model, _names(model)) - 0.9) < 0.01
+    report = (tmp_path / "report.md").read_text()
+    assert "## What sparsity buys" in report and "does not make inference faster" in report

@@ -8,7 +8,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeslim.errors import CompressionError, RecipeError
@@ -48,6 +47,20 @@ def test_registry_lists_every_loss_with_its_options():
         help_ = cls.options_help()
         assert help_ and all(part.split("=")[0] in fields for part in help_.split(", "))
     assert "temperature=4.0" in LOSSES.get("hinton").options_help()
+
+
+def test_methods_listing_shows_losses_and_the_distill_method():
+    from typer.testing import CliRunner
+
+    from edgeslim.cli import app
+
+    r = CliRunner().invoke(app, ["methods"], terminal_width=250)
+    assert r.exit_code == 0, r.output
+    rows = {ln.split("│")[1].strip(): ln for ln in r.output.splitlines() if ln.count("│") > 3}
+    for name in ALL:
+        assert "distill loss" in rows[name]
+    assert "temperature=4.0" in rows["hinton"] and "rkd_distance_weight=25.0" in r.output
+    assert "student=None" in rows["distill"] and "loss='hinton'" in rows["distill"]
 
 
 def test_default_layers_are_stage_ends_paired_from_the_deepest():
@@ -137,7 +150,9 @@ def test_bad_input_fails_before_any_training(tmp_path):
                    tmp_path / "c")
     with pytest.raises(RecipeError, match="does not exist"):
         run_recipe(load_recipe(None, [f"finetune.distill.teacher={tmp_path / 'nope.pt'}"]), tmp_path / "d")
-    assert not any((tmp_path / d / "00-baseline").exists() for d in "abcd")
+    with pytest.raises(RecipeError, match=r"holds no saved model .*stage folder inside it \(teacher\)"):
+        run_recipe(load_recipe(None, [f"finetune.distill.teacher={tmp_path}"]), tmp_path / "e")
+    assert not any((tmp_path / d / "00-baseline").exists() for d in "abcde")
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -203,4 +218,6 @@ def test_pruned_model_fine_tuned_with_hinton(tmp_path):
     summary = run_recipe(load_recipe(None, QUICK + ["finetune.distill.method=hinton"]), tmp_path)
     assert {r["id"] for r in summary.rows} == {"baseline/onnx/fp32", "compressed/onnx/fp32"}
     assert all(r["status"] == "ok" for r in summary.rows)
-    assert summary.rows[0]["method"] in ("none", "l1")
+    assert {r["method"] for r in summary.rows} == {"none", "l1"}
+    fine = next(st for st in summary.stages if st.name == "20-finetune")
+    assert fine.outputs["distill"] == "hinton" and fine.outputs["epochs"] == 1

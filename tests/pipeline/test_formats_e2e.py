@@ -96,3 +96,6 @@ def test_report_has_both_formats(rows):
     out, _ = rows
     md = (out / "report.md").read_text()
     assert md.count("| l1 | openvino |") == 8 and md.count("| l1 | onnx |") == 8
+    # the table says what ran where it differs from the artifact's precision
+    assert md.count("| l1 | openvino | fp16 (ran f32) | cpu | ok |") == (0 if supports("f16") else 1)
+    assert md.count("| l1 | openvino | int8 | cpu | ok |") == 1

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 
-import numpy as np
 import pytest
 
 from edgeslim.artifacts import Artifact
@@ -53,12 +49,15 @@ def test_what_it_runs(tiny_artifact, tmp_path):
 
 @no_gpu_only
 def test_edgeslim_targets_lists_gpu_as_unavailable():
-    r = subprocess.run([sys.executable, "-m", "edgeslim", "targets"], capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "COLUMNS": "250"})
-    assert r.returncode == 0, r.stderr
-    line = next(ln for ln in r.stdout.splitlines() if ln.strip("│ ").startswith("gpu "))
+    from typer.testing import CliRunner
+
+    from edgeslim.cli import app
+
+    r = CliRunner().invoke(app, ["targets"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    line = next(ln for ln in r.output.splitlines() if ln.startswith("│ gpu "))
     assert "no: no CUDA device" in line and "onnx, tensorrt" in line
-    trt = next(ln for ln in r.stdout.splitlines() if ln.startswith("│ tensorrt │"))
+    trt = next(ln for ln in r.output.splitlines() if ln.startswith("│ tensorrt │"))
     assert "no: " in trt
 
 
@@ -87,4 +86,21 @@ def test_profile_stage_gives_skipped_rows_not_a_crash(tiny_artifact, tmp_path):
     assert rows[0]["reason"] == "tensorrt is not installed"
     assert rows[1]["reason"].startswith("no CUDA device") and rows[1]["latency_ms"] is None
     assert rows[1]["bytes"] == art.bytes  # the artifact is still described
-    assert np.isfinite(rows[1]["bytes"])
+
+
+def test_pytorch_eager_baseline(tmp_path):
+    import numpy as np
+    import torch.nn as nn
+
+    from edgeslim.recipe import ProfileCfg
+    from edgeslim.targets.gpu import profile_torch_eager
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    x = np.zeros((2, 3, 16, 16), np.float32)
+    cfg = ProfileCfg(warmup=1, warmup_seconds=0, min_iterations=5, max_seconds=0.1)
+    stats = profile_torch_eager(model, x, cfg, device="cpu")  # the same code path as on the GPU
+    assert stats["latency_ms"]["p50"] > 0 and stats["iterations"] >= 5
+    assert stats["semantics"]["runtime"] == "pytorch" and stats["semantics"]["device"] == "cpu"
+    if NO_GPU:
+        with pytest.raises(TargetError, match="no CUDA device"):
+            profile_torch_eager(model, x, cfg)

@@ -1,0 +1,134 @@
+"""Figures of issue 8 ("let the deployment constraints choose the method"), written to
+benchmarks/results/plan.md and plan.json.
+
+1. `edgeslim plan` with no recipe: the default model (resnet20 on digits) on `cpu` and
+   `edge`, ≥ 6 candidates, in a fresh directory: wall time and CPU time of the first run,
+   then of the unchanged rerun (every stage cached).
+2. Three contrasting constraint sets on the same model, each plan seeded with the first
+   plan's stages (hard links, so only new stages run): tight latency (each target's
+   budget 0.8 × the p50 of the unpruned INT8 model there), tight size (max_bytes 0.5 ×
+   its bytes), no retraining (retrain none). For each: the choice per target and the
+   measured figures that justify it.
+
+    python benchmarks/plan.py            # the default recipe at full scale
+    python benchmarks/plan.py --quick    # 192 training images, 1 epoch: minutes, accuracy is noise
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+QUICK = ["data.limit_train=192", "data.limit_val=64", "data.calibration_samples=32",
+         "baseline.epochs=1", "finetune.epochs=1", "profile.max_seconds=0.3",
+         "profile.min_iterations=10", "profile.warmup=2", "profile.warmup_seconds=0"]
+
+
+def edgeslim_plan(out: Path, args: list[str]) -> dict:
+    """Run `edgeslim plan`; wall and CPU seconds (the process and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "edgeslim", "plan", "--out", str(out), *args],
+                       capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode not in (0, 1):
+        raise SystemExit(f"edgeslim plan failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    plan = json.loads((out / "plan.json").read_text())
+    return {"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "exit": r.returncode, "plan": plan, "rows": json.loads((out / "results.json").read_text())}
+
+
+def _fmt_row(r: dict) -> str:
+    lat = r["latency_ms"] or {}
+    acc = "—" if r.get("accuracy") is None else f"{100 * r['accuracy']:.2f}%"
+    drop = "—" if r.get("accuracy_drop") is None else f"{r['accuracy_drop']:+.2f}"
+    return (f"| {r['target']} | {r['label']}{' ★' if r.get('chosen') else ''} | {lat.get('p50', float('nan')):.3f} | "
+            f"{r['bytes']:,} | {acc} | {drop} | "
+            f"{'meets all' if r.get('feasible') else ', '.join(v['constraint'] for v in r.get('verdicts', []) if not v['passed']) or r.get('status')} |")
+
+
+def table(rows: list[dict]) -> list[str]:
+    out = ["| target | artifact | p50 ms | bytes | accuracy | drop pts | verdict |", "|---|---|---|---|---|---|---|"]
+    return out + [_fmt_row(r) for r in rows if r["status"] == "ok"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="tiny data and 1 epoch (accuracy is noise)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/edgeslim-bench-plan"))
+    a = ap.parse_args()
+    shutil.rmtree(a.work, ignore_errors=True)
+    base_args = [x for kv in QUICK for x in ("--set", kv)] if a.quick else []
+    if a.quick:  # 1 epoch on 192 images: accuracy differences are noise, so do not gate on them
+        base_args += ["--max-accuracy-drop", "100"]
+    load = os.getloadavg()[0]
+    default = a.work / "default"
+    first = edgeslim_plan(default, base_args)
+    rerun = edgeslim_plan(default, base_args)
+    names = [c["name"] for c in first["plan"]["candidates"] if not c["skipped"]]
+    ptq8 = {r["target"]: r for r in first["rows"] if r["label"] == "ptq/onnx/int8" and r["status"] == "ok"}
+    sets = {
+        "tight latency": [x for t, r in ptq8.items() for x in ("--latency-ms", f"{t}={0.8 * r['latency_ms']['p50']:.3f}")],
+        "tight size": ["--max-bytes", str(int(0.5 * min(r["bytes"] for r in ptq8.values())))],
+        "no retraining": ["--retrain", "none"],
+    }
+    contrasts = {}
+    for name, extra in sets.items():
+        out = a.work / name.replace(" ", "-")
+        shutil.copytree(default / "candidates", out / "candidates", copy_function=os.link)
+        contrasts[name] = {"args": extra} | edgeslim_plan(out, base_args + extra)
+
+    cmd = "python benchmarks/plan.py" + (" --quick" if a.quick else "")
+    md = ["# Plan: constraints choose the method", "",
+          f"Command: `{cmd}`. Machine: {os.cpu_count()} cores, load average {load:.1f} at start "
+          "(the CPU is shared with other jobs: wall times and latencies are noisy; CPU time is the "
+          "process and its children).", "",
+          "## 1. The default plan (`edgeslim plan`, no recipe: resnet20 on digits, cpu + edge, max_accuracy_drop 1)",
+          "", f"Candidates ({len(names)}): {', '.join(f'`{n}`' for n in names)}.", "",
+          "| run | wall s | CPU s | stages | cached |", "|---|---|---|---|---|",
+          f"| first | {first['wall_s']:.1f} | {first['cpu_s']:.1f} | {len(first['plan']['stages'])} | "
+          f"{sum(s['cached'] for s in first['plan']['stages'])} |",
+          f"| rerun unchanged | {rerun['wall_s']:.1f} | {rerun['cpu_s']:.1f} | {len(rerun['plan']['stages'])} | "
+          f"{sum(s['cached'] for s in rerun['plan']['stages'])} |", "",
+          f"Rerun / first: {100 * rerun['wall_s'] / first['wall_s']:.1f}% of the wall time "
+          f"(all stages cached: {rerun['plan']['all_cached']}).", ""]
+    for t, d in first["plan"]["decisions"].items():
+        md.append(f"- **{t}**: {d['rationale']}")
+    md += [""] + table(first["rows"]) + ["", "## 2. Three contrasting constraint sets", ""]
+    for name, res in contrasts.items():
+        p = res["plan"]
+        md += [f"### {name}: `{' '.join(res['args'])}`", "",
+               f"Candidates: {', '.join(c['name'] for c in p['candidates'] if not c['skipped'])}; "
+               f"plan exit code {res['exit']}; {res['wall_s']:.0f} s wall "
+               f"({sum(not s['cached'] for s in p['stages'])} of {len(p['stages'])} stages run, the rest shared).", ""]
+        for t, d in p["decisions"].items():
+            md.append(f"- **{t}**: {d['rationale']}")
+        md += [""] + table(res["rows"]) + [""]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "plan.md").write_text("\n".join(md) + "\n")
+    slim = lambda r: {k: r.get(k) for k in ("target", "label", "bytes", "accuracy", "accuracy_drop",  # noqa: E731
+                                            "latency_ms", "chosen", "feasible", "status")}
+    (RESULTS / "plan.json").write_text(json.dumps({
+        "command": cmd, "load_average": load, "candidates": names,
+        "first": {"wall_s": first["wall_s"], "cpu_s": first["cpu_s"], "rows": [slim(r) for r in first["rows"]],
+                  "decisions": {t: d["rationale"] for t, d in first["plan"]["decisions"].items()}},
+        "rerun": {"wall_s": rerun["wall_s"], "cpu_s": rerun["cpu_s"], "all_cached": rerun["plan"]["all_cached"]},
+        "contrasts": {n: {"args": r["args"], "exit": r["exit"], "wall_s": r["wall_s"],
+                          "decisions": {t: d["rationale"] for t, d in r["plan"]["decisions"].items()},
+                          "rows": [slim(x) for x in r["rows"]]} for n, r in contrasts.items()},
+    }, indent=2) + "\n")
+    print((RESULTS / "plan.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

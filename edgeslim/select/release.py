@@ -1,0 +1,183 @@
+"""``edgeslim release``: ship the chosen artifact of every target, behind gates.
+
+A release needs a plan: by default it reuses the one in ``--out DIR`` and fails (bad
+input, exit 2) when there is none or when it was made for a different recipe, saying how
+to make one; ``--run`` plans first instead (every stage already done is reused). Then,
+per target, the gates:
+
+1. something was chosen: an artifact meets every constraint (otherwise the gate names
+   the closest artifact and by how much it misses);
+2. every constraint's verdict on it passes (latency, size, accuracy drop);
+3. its parity check against its parent passed;
+4. its files are the ones measured: their sha256 equal the hashes the profile recorded.
+
+When every gate passes, each chosen artifact is copied into ``DIST/<name>/<target>/`` with
+``manifest.json``: ``files`` (path relative to the manifest -> sha256), the versions of
+torch, onnx, onnxruntime, openvino, nncf and edgeslim, the git commit of the edgeslim
+source when it is a repository, the resolved recipe that built the artifact and the
+plan's recipe, the metrics with their semantics, and each constraint's verdict. A failed
+gate writes nothing and raises :class:`GateError` (exit 1), so a release pipeline stops.
+
+Example::
+
+    rel = release(recipe, Path("runs/plan"), Path("dist"))
+    rel.manifests["cpu"]  # dist/default/cpu/manifest.json
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from edgeslim.errors import EdgeslimError, RunDirError
+from edgeslim.io import read_json, sha256_file, write_json
+from edgeslim.pipeline.context import Reporter
+from edgeslim.recipe import Recipe, recipe_to_dict
+from edgeslim.select.plan import PLAN, plan_recipe, target_slug
+
+SEMANTICS = {
+    "latency_ms": "milliseconds per inference at batch 1, measured on the artifact in its runtime on the "
+                  "target after warm-up; p50/p90/p99 are percentiles of the timed iterations (see semantics)",
+    "bytes": "sum of the sizes of every file the artifact needs",
+    "accuracy": "top-1 accuracy (fraction) of the artifact itself on the recipe's validation split",
+    "reference_accuracy": "top-1 accuracy (fraction) of the baseline PyTorch model on the same split",
+    "accuracy_drop": "points of top-1 accuracy below the baseline: 100 × (reference − accuracy)",
+    "params": "parameters of the PyTorch model the artifact was exported from",
+    "macs": "multiply-accumulates of one forward pass of that model at batch 1",
+}
+
+
+class GateError(EdgeslimError):
+    """A release gate failed: nothing was released. Exit code 1 (a result, not bad input)."""
+
+    exit_code = 1
+
+
+@dataclass
+class ReleaseResult:
+    dist: Path  # DIST/<name>
+    manifests: dict[str, Path] = field(default_factory=dict)  # target -> manifest.json
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> chosen row
+
+
+def load_plan(out_dir: Path, recipe: Recipe, *, run: bool, reporter: Reporter | None) -> dict[str, Any]:
+    """The plan in ``out_dir`` for ``recipe``; made (or remade) first when ``run``."""
+    plan_file = Path(out_dir) / PLAN
+    if plan_file.is_file():
+        plan = read_json(plan_file)
+        if plan.get("recipe") == recipe_to_dict(recipe):
+            return plan
+        if not run:
+            diff = _differences(plan.get("recipe") or {}, recipe_to_dict(recipe))
+            raise RunDirError(f"the plan in {out_dir} was made for a different recipe (differs at "
+                              f"{', '.join(diff[:5])}); run 'edgeslim plan' with this recipe and "
+                              f"--out {out_dir} first, or pass --run")
+    elif not run:
+        raise RunDirError(f"no plan in {out_dir} ({PLAN} not found): run 'edgeslim plan [RECIPE] "
+                          f"--out {out_dir}' first, or pass --run to plan now")
+    plan_recipe(recipe, out_dir, reporter=reporter)
+    return read_json(plan_file)
+
+
+def _differences(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+        return out
+    return [] if a == b else [path or "the recipe"]
+
+
+def _gates(row: Optional[dict[str, Any]], decision: dict[str, Any], plan_dir: Path) -> list[str]:
+    if row is None:
+        return [decision.get("rationale") or "nothing was chosen"]
+    failed = [f"constraint {v['text']}" for v in row.get("verdicts", []) if not v["passed"]]
+    parity = row.get("parity") or {}
+    if parity and parity.get("passed") is False:
+        failed.append(f"{row['label']} failed its parity check")
+    recorded = row.get("sha256") or {}
+    for f in row.get("files", []):
+        p = plan_dir / f
+        if not p.is_file():
+            failed.append(f"{row['label']}: file {f} is missing")
+        elif Path(f).name in recorded and sha256_file(p) != recorded[Path(f).name]:
+            failed.append(f"{row['label']}: {f} changed since it was measured (sha256 differs)")
+    return failed
+
+
+def release(recipe: Recipe, out_dir: Path, dist: Path, *, run: bool = False,
+            reporter: Reporter | None = None) -> ReleaseResult:
+    """Copy the chosen artifact of every target into ``dist/<name>/<target>/``, gated."""
+    out_dir = Path(out_dir)
+    plan = load_plan(out_dir, recipe, run=run, reporter=reporter)
+    rows = read_json(out_dir / "results.json")
+    chosen = {r["target"]: r for r in rows if r.get("chosen")}
+    failures = []
+    for target, decision in plan["decisions"].items():
+        for why in _gates(chosen.get(target), decision, out_dir):
+            failures.append(f"{target}: {why}")
+    if failures:
+        raise GateError(f"release gate failed, nothing released: {' | '.join(failures)}")
+    final = Path(dist) / recipe.name
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    result = ReleaseResult(final)
+    try:
+        for target in plan["decisions"]:
+            row = chosen[target]
+            _write_target(tmp / target_slug(target), row, plan, out_dir, recipe)
+            result.manifests[target] = final / target_slug(target) / "manifest.json"
+            result.rows[target] = row
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RunDirError(f"cannot write the release to {final}: {err.strerror or err}") from None
+    return result
+
+
+def _write_target(folder: Path, row: dict[str, Any], plan: dict[str, Any], plan_dir: Path,
+                  recipe: Recipe) -> None:
+    from edgeslim.report.write import git_commit, versions
+
+    main = plan_dir / row["artifact"]
+    root = main.parent
+    files = {}
+    for f in row["files"]:
+        src = plan_dir / f
+        # keeps ONNX external data beside its model (artifact files live in its stage folder)
+        rel = src.relative_to(root).as_posix() if src.is_relative_to(root) else src.name
+        dst = folder / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        files[rel] = sha256_file(dst)
+    run_recipe = yaml.safe_load((plan_dir / row["run_dir"] / "recipe.yaml").read_text(encoding="utf-8"))
+    decision = plan["decisions"][row["target"]]
+    metrics = {k: row.get(k) for k in ("latency_ms", "bytes", "accuracy", "reference_accuracy",
+                                       "accuracy_drop", "params", "macs", "throughput_per_s")}
+    write_json(folder / "manifest.json", {
+        "name": recipe.name,
+        "target": row["target"],
+        "artifact": main.relative_to(root).as_posix(),
+        "candidate": row["candidate"],
+        "label": row["label"],
+        "format": row["format"], "precision": row["precision"], "variant": row["variant"],
+        "method": row["method"],
+        "files": files,
+        "versions": {k: v for k, v in versions().items()},
+        "git_commit": git_commit(Path(__file__).resolve().parents[1]),
+        "recipe": run_recipe,
+        "plan_recipe": recipe_to_dict(recipe),
+        "metrics": metrics,
+        "metric_semantics": SEMANTICS,
+        "semantics": row.get("semantics"),
+        "parity": row.get("parity"),
+        "constraints": row.get("verdicts", []),
+        "rationale": decision.get("rationale"),
+    })

@@ -1,0 +1,163 @@
+"""A small real plan end to end: candidates run and measured, one choice per target with its
+rationale, Pareto PNGs and report.html, a fully cached rerun, and gated releases."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeslim.errors import RunDirError
+from edgeslim.io import read_json, sha256_file
+from edgeslim.select.plan import plan_inputs, plan_recipe
+from edgeslim.select.release import GateError, release
+
+QUICK = ["data.limit_train=192", "data.limit_val=64", "data.calibration_samples=32",
+         "baseline.epochs=1", "finetune.epochs=1", "profile.max_seconds=0.2",
+         "profile.min_iterations=5", "profile.warmup=2", "profile.warmup_seconds=0",
+         "profile.accuracy=true"]
+# cpu only; a size budget makes the prior propose ptq + two pruned+distilled candidates
+# (two pipeline runs); the accuracy budget is loose because 1 epoch on 192 images is noise.
+OPTIONS = dict(targets=["cpu"], max_bytes=200_000, max_accuracy_drop=100.0, retrain="short")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plan")
+    recipe, _ = plan_inputs(None, QUICK, **OPTIONS)
+    first = plan_recipe(recipe, out)
+    second = plan_recipe(recipe, out)
+    return recipe, out, first, second
+
+
+def test_candidates_ran_and_every_row_is_measured(planned):
+    _, out, first, _ = planned
+    assert [c.name for c in first.candidates] == ["ptq", "l1-50-kd", "l1-70-kd"]
+    rows = read_json(out / "results.json")
+    assert sorted(r["label"] for r in rows) == sorted(
+        ["ptq/onnx/fp32", "ptq/onnx/fp16", "ptq/onnx/int8", "l1-50-kd/onnx/int8", "l1-70-kd/onnx/int8"])
+    for r in rows:
+        assert r["status"] == "ok", r
+        assert r["latency_ms"]["p50"] > 0 and r["bytes"] == sum((out / f).stat().st_size for f in r["files"])
+        assert (out / r["artifact"]).is_file()
+    # the baseline is trained once: the second candidate's was linked from the first
+    base = [out / "candidates" / n / "00-baseline" / "model.safetensors" for n in ("l1-50-kd", "l1-70-kd")]
+    assert base[0].stat().st_ino == base[1].stat().st_ino
+    assert all(s["cached"] for s in first.stages if s["candidate"] == "l1-70-kd" and s["stage"] == "00-baseline")
+
+
+def test_exactly_one_chosen_row_with_a_rationale(planned):
+    _, out, first, _ = planned
+    rows = read_json(out / "results.json")
+    chosen = [r for r in rows if r.get("chosen")]
+    assert len(chosen) == 1 and chosen[0]["target"] == "cpu"
+    c = chosen[0]
+    assert c["bytes"] <= 200_000 and c["label"].endswith("-kd/onnx/int8")
+    assert c["rationale"].startswith(f"{c['label']} wins on cpu") and "size" in c["rationale"]
+    assert all(v["passed"] for v in c["verdicts"])
+    for r in rows:
+        if not r["chosen"]:
+            assert r["explanation"] and "rationale" not in r
+    ptq32 = next(r for r in rows if r["label"] == "ptq/onnx/fp32")
+    assert "misses max_bytes" in ptq32["explanation"] and not ptq32["feasible"]
+    plan = read_json(out / "plan.json")
+    assert plan["decisions"]["cpu"]["chosen"] == c["label"] and plan["feasible"] is True
+
+
+def test_pareto_png_and_html_report(planned):
+    _, out, _, _ = planned
+    png = out / "pareto-cpu.png"
+    data = png.read_bytes()
+    assert data.startswith(PNG) and len(data) > 5000
+    from PIL import Image
+
+    with Image.open(png) as im:
+        im.verify()
+        assert im.size[0] >= 600
+    html = (out / "report.html").read_text()
+    assert html.count("<img ") == 1 and "data:image/png;base64,iVBORw0KGgo" in html
+    assert "<table>" in html and html.count("<tr class=") == 5 and 'class="chosen"' in html
+    assert "max_bytes: 200,000" in html and "Chosen: <code>" in html
+
+
+def test_rerun_is_fully_cached_and_fast(planned):
+    _, out, first, second = planned
+    assert second.all_cached and not first.all_cached
+    assert len(second.stages) == len(first.stages)
+    assert second.seconds < first.seconds
+    assert [r["label"] for r in second.rows] == [r["label"] for r in first.rows]
+    assert read_json(out / "plan.json")["all_cached"] is True
+
+
+def test_release_writes_manifests_whose_hashes_match(planned, tmp_path):
+    recipe, out, _, _ = planned
+    rel = release(recipe, out, tmp_path / "dist")
+    m = read_json(rel.manifests["cpu"])
+    folder = tmp_path / "dist" / "default" / "cpu"
+    assert rel.manifests["cpu"] == folder / "manifest.json"
+    assert m["files"] and all(sha256_file(folder / f) == h for f, h in m["files"].items())
+    assert sorted(p.name for p in folder.iterdir()) == sorted(list(m["files"]) + ["manifest.json"])
+    assert m["artifact"] in m["files"]
+    for pkg in ("torch", "onnx", "onnxruntime", "openvino", "nncf", "edgeslim"):
+        assert m["versions"][pkg], pkg
+    assert m["recipe"]["finetune"]["distill"]["teacher"] == "baseline"  # the candidate's own recipe
+    assert m["plan_recipe"]["constraints"]["max_bytes"] == 200_000
+    assert [v["constraint"] for v in m["constraints"]] == ["max_bytes", "max_accuracy_drop"]
+    assert all(v["passed"] for v in m["constraints"]) and m["metrics"]["bytes"] <= 200_000
+    assert m["metrics"]["latency_ms"]["p50"] > 0 and m["semantics"]["runtime"] == "onnxruntime"
+    assert "latency_ms" in m["metric_semantics"] and m["rationale"]
+    # the same plan released twice gives the same files
+    again = release(recipe, out, tmp_path / "dist2")
+    assert read_json(again.manifests["cpu"])["files"] == m["files"]
+
+
+def test_a_failed_gate_releases_nothing(planned, tmp_path):
+    recipe, out, _, _ = planned
+    other = tmp_path / "plan"
+    shutil.copytree(out, other, copy_function=shutil.copy)  # a copy: the fixture's plan stays intact
+    tight, _ = plan_inputs(None, QUICK, **{**OPTIONS, "max_bytes": 1000})
+    with pytest.raises(RunDirError, match="was made for a different recipe"):
+        release(tight, other, tmp_path / "dist")
+    with pytest.raises(GateError) as e:  # --run: re-plan (every stage cached), nothing fits 1000 bytes
+        release(tight, other, tmp_path / "dist", run=True)
+    assert e.value.exit_code == 1 and "release gate failed" in str(e.value)
+    assert "closest" in str(e.value) and "misses max_bytes" in str(e.value)
+    assert not (tmp_path / "dist").exists()
+    plan = read_json(other / "plan.json")
+    assert plan["feasible"] is False and plan["all_cached"] is True
+    assert not any(r.get("chosen") for r in read_json(other / "results.json"))
+
+
+def test_cli_plan_release_and_gate_exit_codes(planned, tmp_path):
+    recipe, out, _, _ = planned
+    other = tmp_path / "plan"
+    shutil.copytree(out, other, copy_function=shutil.copy)
+    args = [a for kv in QUICK for a in ("--set", kv)] + ["--target", "cpu", "--max-bytes", "200000",
+                                                         "--max-accuracy-drop", "100", "--retrain", "short"]
+    edgeslim = lambda *a: subprocess.run([sys.executable, "-m", "edgeslim", *a], capture_output=True,  # noqa: E731
+                                         text=True, timeout=600)
+    r = edgeslim("plan", "--out", str(other), *args)
+    assert r.returncode == 0, r.stderr
+    assert "★" in r.stdout and "every stage cached" in r.stdout and "wins on cpu" in r.stdout
+    tight = args[:-6] + ["--max-bytes", "1000", "--max-accuracy-drop", "100", "--retrain", "short"]
+    r = edgeslim("plan", "--out", str(other), *tight)  # every stage cached; nothing fits 1000 bytes
+    assert r.returncode == 1 and "nothing meets every constraint on cpu" in r.stdout.replace("\n", " ")
+    r = edgeslim("release", "--out", str(other), "--dist", str(tmp_path / "d"), *tight)
+    assert r.returncode == 1 and "release gate failed" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.slow
+def test_same_recipe_and_seed_give_the_same_artifact_hashes(planned, tmp_path):
+    """A second plan from scratch, in another directory, then both released: every artifact
+    file is byte-identical (CPU training with a fixed seed and thread count is deterministic)."""
+    recipe, out, _, _ = planned
+    plan_recipe(recipe, tmp_path / "again")
+    a = release(recipe, out, tmp_path / "dist-a")
+    b = release(recipe, tmp_path / "again", tmp_path / "dist-b")
+    assert read_json(a.manifests["cpu"])["files"] == read_json(b.manifests["cpu"])["files"]
+    rows_a = {(r["label"], r["target"]): r["sha256"] for r in read_json(out / "results.json")}
+    rows_b = {(r["label"], r["target"]): r["sha256"] for r in read_json(tmp_path / "again" / "results.json")}
+    assert rows_a == rows_b

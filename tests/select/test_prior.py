@@ -1,0 +1,94 @@
+"""The rule-based prior: different constraints, different candidates; retrain=none never trains."""
+
+import pytest
+
+from edgeslim.compress import METHODS
+from edgeslim.exporters import EXPORTERS
+from edgeslim.select import prior
+from edgeslim.select.plan import candidate_recipe, plan_inputs
+from edgeslim.select.prior import propose, trains
+
+SETS = {
+    "tight-latency": dict(latency_ms=["1.5"]),
+    "tight-size": dict(max_bytes=150_000),
+    "no-retraining": dict(retrain="none"),
+}
+
+
+def proposals(targets=("cpu", "edge"), **opts):
+    recipe, c = plan_inputs(None, [], targets=list(targets), **opts)
+    return recipe, propose(recipe, c)
+
+
+def test_three_contrasting_constraint_sets_give_different_candidates():
+    names = {k: [c.name for c in proposals(**v)[1]] for k, v in SETS.items()}
+    assert len({tuple(v) for v in names.values()}) == 3, names
+    assert all(v[0] == "ptq" for v in names.values())  # post-training reference, always first
+    lat, size, none = names["tight-latency"], names["tight-size"], names["no-retraining"]
+    assert "latency-50" in lat and "l1-50" in lat  # CPU and latency-bound: structured + INT8
+    assert any(n.endswith("-kd") for n in size) and not any(n.endswith("-kd") for n in none)
+    assert all(n == "ptq" or "oneshot" in n or METHODS.get(n).family == "factorize" for n in none)
+
+
+def test_latency_bound_candidates_are_structured_plus_int8():
+    _, cands = proposals(targets=("cpu",), **SETS["tight-latency"])
+    for c in cands[1:]:
+        assert METHODS.get(c.delta["compress.method"]).family == "structured"
+        assert c.delta["quantize.precisions"] == ["int8"] and c.rule == "cpu-latency"
+
+
+def test_size_bound_candidates_distill_into_the_pruned_model():
+    recipe, cands = proposals(targets=("cpu",), **SETS["tight-size"])
+    kd = [c for c in cands if c.rule == "edge-size"]
+    assert len(kd) == 2
+    for c in kd:
+        r = candidate_recipe(recipe, c)
+        assert r.finetune.distill is not None and r.finetune.distill.teacher == "baseline"
+        assert r.quantize.precisions == ["int8"] and r.finetune.epochs == 4  # full retraining
+
+
+def test_retrain_none_proposes_no_training_at_all():
+    recipe, cands = proposals(**SETS["no-retraining"])
+    assert len(cands) >= 3
+    assert cands[0].variant == "baseline" and cands[0].precisions == ["fp32", "fp16", "int8"]
+    for c in cands[1:]:
+        r = candidate_recipe(recipe, c)
+        assert r.finetune.epochs == 0 and r.finetune.distill is None, c.name
+        assert not trains(r), c.name
+        assert not METHODS.get(r.compress.method).trains
+    # the same rules with training allowed would train
+    recipe, cands = proposals(**SETS["tight-size"])
+    assert all(trains(candidate_recipe(recipe, c)) for c in cands if c.variant == "compressed")
+
+
+def test_short_retraining_is_a_few_epochs():
+    recipe, cands = proposals(retrain="short", max_bytes=150_000)
+    assert {candidate_recipe(recipe, c).finetune.epochs for c in cands if c.variant == "compressed"} == {2}
+
+
+def test_gpu_aligns_channels_and_asks_for_fp16_int8_in_tensorrt():
+    recipe, cands = proposals(targets=("gpu",))
+    gpu = [c for c in cands if c.rule == "gpu"]
+    assert gpu
+    for c in gpu:
+        assert c.delta["compress.round_to"] == prior.GPU_ALIGN
+        assert c.delta["quantize.precisions"] == ["fp16", "int8"]
+        assert ("tensorrt" in c.delta["export.formats"]) == ("tensorrt" in EXPORTERS)
+        candidate_recipe(recipe, c)  # a valid recipe
+
+
+def test_a_method_that_is_not_registered_is_listed_as_skipped(monkeypatch):
+    monkeypatch.setattr(prior, "FACTORIZE", ("no-such-factorization",))
+    _, cands = proposals(**SETS["no-retraining"])
+    skipped = [c for c in cands if c.skipped]
+    assert [c.name for c in skipped] == ["no-such-factorization"]
+    assert "'no-such-factorization' is not registered" in skipped[0].skipped
+
+
+@pytest.mark.parametrize("opts", list(SETS.values()) + [{}])
+def test_every_candidate_is_a_valid_recipe(opts):
+    recipe, cands = proposals(**opts)
+    for c in cands:
+        r = candidate_recipe(recipe, c)
+        assert r.name == f"default-{c.name}"
+        assert set(r.quantize.precisions) <= {"fp32", "fp16", "bf16", "int8"}
