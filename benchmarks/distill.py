@@ -145,12 +145,15 @@ def write_markdown(result: dict, path: Path) -> None:
         spread = max(max(r["final_per_seed"]) - min(r["final_per_seed"]) for r in rr) * 100
         best = max(rr, key=lambda r: r["final"])
         gap = (best["final"] - alone["final"]) * 100
-        verdict = ("every loss ties with training alone: no difference exceeds the seed-to-seed spread"
+        verdict = ("one seed, so the seed-to-seed spread is unmeasured and no difference is conclusive "
+                   "(run --seeds 2 or more)" if st["seeds"] < 2 else
+                   "every loss ties with training alone: no difference exceeds the seed-to-seed spread"
                    if max(abs(r["final"] - alone["final"]) * 100 for r in rr) <= spread else
                    f"best is {best['loss']} ({gap:+.2f} points vs alone), beyond the seed spread")
         early = max(rr, key=lambda r: r["early"])
-        lines.append(f"- {regime}: largest seed-to-seed spread of one configuration {spread:.2f} points "
-                     f"({spread / pts:.0f} images); {verdict}. After 1/8 of training (still far from "
+        spread_note = (f"largest seed-to-seed spread of one configuration {spread:.2f} points "
+                       f"({spread / pts:.0f} images); " if st["seeds"] > 1 else "")
+        lines.append(f"- {regime}: {spread_note}{verdict}. After 1/8 of training (still far from "
                      + (f"converged) {early['loss']} leads with {early['early'] * 100:.1f}% against "
                         f"{alone['early'] * 100:.1f}% alone." if early is not alone else
                         f"converged) training alone leads ({alone['early'] * 100:.1f}%)."))

@@ -108,27 +108,60 @@ def latency_table(model: str, work: Path, *, rounds: int, seconds: float, calibr
     return rows
 
 
+def _plain_nncf(run_dir: Path, recipe: Any, variant: str) -> float | None:
+    """Accuracy of plain ``nncf.quantize`` INT8 (no accuracy control) of the run's IR, on the
+    same calibration array the pipeline used: what accuracy control had to improve on."""
+    from edgeslim.artifacts import Artifact
+    from edgeslim.data import load_data
+    from edgeslim.io import read_json
+    from edgeslim.quantizers import QUANTIZERS
+    from edgeslim.targets.openvino_runner import OpenVinoRunner
+    from edgeslim.targets.profiler import accuracy
+
+    exp = run_dir / "30-export" / f"{variant}-openvino"
+    ir = Artifact.from_json(read_json(exp / "done.json")["outputs"]["artifact"], exp)
+    data = load_data(recipe.data.name, input_size=recipe.model.input_size, num_classes=recipe.model.num_classes,
+                     seed=recipe.seed, val_fraction=recipe.data.val_fraction)
+    out = run_dir.parent / f"plain-nncf-{variant}"
+    out.mkdir(exist_ok=True)
+    cfg = recipe.quantize.model_copy(update={"max_accuracy_drop": None})
+    q = QUANTIZERS.get("openvino-int8").quantize(
+        ir, data.calibration(recipe.data.calibration_samples, seed=recipe.seed), out, cfg=cfg)
+    with OpenVinoRunner(q) as r:
+        return accuracy(r, *data.val_arrays())
+
+
 def digits_accuracy(work: Path) -> dict[str, Any]:
     from edgeslim.pipeline.run import run_recipe
     from edgeslim.recipe import load_recipe
 
+    # OpenVINO INT8 through NNCF's accuracy-controlled PTQ (max 0.5 points on the val split);
+    # ONNX Runtime INT8 is plain static PTQ (ORT has no accuracy control).
     sets = ["export.formats=[onnx, openvino]", "quantize.precisions=[fp32, fp16, bf16, int8]",
-            "profile.max_seconds=0.3", "profile.min_iterations=10"]
+            "quantize.max_accuracy_drop=0.5", "profile.max_seconds=0.3", "profile.min_iterations=10"]
     # Training is not shortened in --quick: an under-trained pruned net (1 fine-tune epoch:
     # ~35% accuracy) says nothing about INT8 error. The default recipe is ~2 minutes.
     t = time.perf_counter()
-    summary = run_recipe(load_recipe(None, sets), work / "digits")
+    recipe = load_recipe(None, sets)
+    summary = run_recipe(recipe, work / "digits")
     rows = [{k: r.get(k) for k in ("id", "variant", "format", "precision", "status", "reason", "bytes",
                                    "accuracy")} | {"precision_executed": (r.get("semantics") or {}).get(
-                                       "precision_executed")} for r in summary.rows]
+                                       "precision_executed"), "layer_precisions": (r.get("semantics") or {}).get(
+                                       "layer_precisions")} for r in summary.rows]
     acc = {r["id"]: r["accuracy"] for r in rows if r["accuracy"] is not None}
     verdicts = {}
     for variant in ("baseline", "compressed"):
+        plain = _plain_nncf(work / "digits", recipe, variant)
         for fmt in ("onnx", "openvino"):
             a32, a8 = acc.get(f"{variant}/{fmt}/fp32"), acc.get(f"{variant}/{fmt}/int8")
             if a32 is not None and a8 is not None:
                 drop = 100 * (a32 - a8)
-                verdicts[f"{variant}/{fmt}"] = {"fp32": a32, "int8": a8, "drop_points": drop, "within_0.5": drop <= 0.5}
+                verdicts[f"{variant}/{fmt}"] = {
+                    "fp32": a32, "int8": a8, "drop_points": drop, "within_0.5": drop <= 0.5,
+                    "int8_method": "nncf accuracy control (0.5 points)" if fmt == "openvino" else "ort static PTQ"}
+                if fmt == "openvino" and plain is not None:
+                    verdicts[f"{variant}/{fmt}"]["plain_ptq_int8"] = plain
+                    verdicts[f"{variant}/{fmt}"]["plain_ptq_drop_points"] = 100 * (a32 - plain)
     return {"rows": rows, "int8_vs_fp32": verdicts, "seconds": time.perf_counter() - t,
             "recipe_overrides": sets}
 
@@ -141,6 +174,8 @@ def write(result: dict[str, Any]) -> None:
              f"Command: `{result['command']}` · {m['cpu']} ({', '.join(m['isa'])}), {m['usable_cores']} usable cores, "
              f"load average {m['loadavg_1m_at_start']} at start (a shared machine: latencies are indicative), "
              f"{result['threads']} inference thread(s) in every runtime.", ""]
+    if result.get("latency_command"):
+        lines += [f"Latency tables from an earlier run: `{result['latency_command']}`.", ""]
     for model, rows in result.get("latency", {}).items():
         lines += [f"## {model}, 224x224, batch 1, random weights", "",
                   "| runtime | precision executed | p50 ms | vs PyTorch | bytes | cosine vs PyTorch |",
@@ -165,11 +200,16 @@ def write(result: dict[str, Any]) -> None:
             size = "—" if r["bytes"] is None else f"{r['bytes'] / 1024:.1f} KiB"
             status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
             lines.append(f"| {r['id']} | {status} | {r['precision_executed'] or '—'} | {size} | {acc} |")
-        lines += ["", "| INT8 vs FP32 | FP32 | INT8 | drop (points) | within 0.5 |", "|---|---|---|---|---|"]
+        lines += ["", "| INT8 vs FP32 | INT8 by | FP32 | INT8 | drop (points) | within 0.5 | plain NNCF PTQ (drop) |",
+                  "|---|---|---|---|---|---|---|"]
         for k, v in d["int8_vs_fp32"].items():
-            lines.append(f"| {k} | {100 * v['fp32']:.2f}% | {100 * v['int8']:.2f}% | {v['drop_points']:+.2f} | "
-                         f"{'yes' if v['within_0.5'] else 'NO'} |")
-        lines.append("")
+            plain = (f"{100 * v['plain_ptq_int8']:.2f}% ({v['plain_ptq_drop_points']:+.2f})"
+                     if "plain_ptq_int8" in v else "—")
+            lines.append(f"| {k} | {v['int8_method']} | {100 * v['fp32']:.2f}% | {100 * v['int8']:.2f}% | "
+                         f"{v['drop_points']:+.2f} | {'yes' if v['within_0.5'] else 'NO'} | {plain} |")
+        lines += ["", "The val split (360 images: 1 image = 0.28 points) is both what accuracy control "
+                  "measures its drop on and what this table reports, so the OpenVINO bound holds by "
+                  "construction on these images; the plain-PTQ column shows what NNCF gives without it.", ""]
     (RESULTS / "formats.md").write_text("\n".join(lines))
 
 
@@ -191,6 +231,10 @@ def main() -> None:
                               "machine": machine(), "quick": args.quick, "threads": threads}
     with tempfile.TemporaryDirectory(prefix="edgeslim-formats-") as tmp:
         work = Path(tmp)
+        previous = RESULTS / "formats.json"
+        if args.skip_latency and previous.is_file() and "latency" in json.loads(previous.read_text()):
+            old = json.loads(previous.read_text())  # keep the last latency tables, with their command
+            result["latency"], result["latency_command"] = old["latency"], old.get("latency_command", old["command"])
         if not args.skip_latency:
             result["latency"] = {}
             for model in args.models.split(","):

@@ -114,6 +114,7 @@ class Bench:
                 self.finetune(m, MaskKeeper(masks_from_zeros(m)))
                 rows.append({"method": method, "remaining": rem, "accuracy_before_finetune": before,
                              "accuracy": self.acc(m), "sparsity": job.notes["sparsity"],
+                             "max_layer_sparsity": max(job.notes["layer_sparsity"].values()),
                              "epochs": self.epochs + self.ft_epochs})
                 if method == "magnitude":
                     self.pruned[rem] = m
@@ -340,6 +341,10 @@ def write(results: dict, out: Path, cmd: str) -> None:
         if mag:
             md += ["", "Magnitude before fine-tuning (BN re-estimated): " + ", ".join(
                 f"{int(100 * r['remaining'])}%: {pct(r['accuracy_before_finetune'])}" for r in mag) + "."]
+        worst = [r for r in a if r.get("max_layer_sparsity") is not None and r["remaining"] <= 0.1]
+        if worst:
+            md += ["", "Most-pruned layer under global ranking: " + ", ".join(
+                f"{r['method']} at {int(100 * r['remaining'])}%: {pct(r['max_layer_sparsity'])}" for r in worst) + "."]
         empty = [r for r in a if r.get("empty_layers")]
         if empty:
             md += ["", "Layer collapse (every weight of a layer pruned): " + ", ".join(

@@ -135,3 +135,13 @@ def test_calibration_set_smaller_than_asked(ir, tmp_path):
     msg = str(e.value)
     assert "only 20 training samples" in msg and "64" in msg and "data.calibration_samples" in msg
     assert isinstance(e.value, EdgeslimError) and e.value.exit_code == 2
+
+
+def test_quantize_stage_passes_the_val_split_for_accuracy_control(ir, tmp_path):
+    recipe = load_recipe(None, ["data.calibration_samples=8", "quantize.max_accuracy_drop=5"])
+    data = load_data("digits", input_size=32, num_classes=10, limit_train=16, limit_val=12)
+    out = stages.quantize(tmp_path, ir, "int8", recipe, data, Context(run_dir=tmp_path))
+    info = out["artifact"]["info"]
+    assert info["quantizer"] == "nncf.quantize_with_accuracy_control"
+    assert info["accuracy_control"]["validation"] == "val split, 12 labelled images"
+    assert info["calibration_samples"] == 8 and info["parity"]["passed"]
