@@ -18,7 +18,7 @@ Everything runs through the pipeline's own stage functions and stage cache
 Usage::
 
     python benchmarks/structured.py            # full: recipe defaults (8 baseline, 4 fine-tune epochs)
-    python benchmarks/structured.py --quick    # part A on resnet20, 3 + 1 epochs, short timings
+    python benchmarks/structured.py --quick    # part A on resnet20, 3 + 2 epochs, short timings
     python benchmarks/structured.py --parts a  # only part A (or b)
 """
 
@@ -117,7 +117,7 @@ class Runner:
 def part_a(args, out: Path) -> dict[str, Any]:
     overrides = ["name=structured-a", "model.name=resnet56", "export.formats=[onnx]"]
     if args.quick:  # resnet20 (a third of the MACs); 3 epochs reach ~94% on digits (one tenth at 480 images)
-        overrides += ["model.name=resnet20", "baseline.epochs=3", "finetune.epochs=1",
+        overrides += ["model.name=resnet20", "baseline.epochs=3", "finetune.epochs=2",
                       "profile.max_seconds=0.5", "profile.min_iterations=10"]
     base_recipe = load_recipe(overrides=overrides)
     run = Runner(base_recipe, out / base_recipe.model.name)

@@ -4,6 +4,8 @@ Torch-Pruning's dependency graph finds the coupled layers (a residual add ties t
 channels of every conv feeding it; a depthwise conv ties its input and output), the
 criterion scores each group's channels, and the pruner physically removes the lowest.
 Criteria are Torch-Pruning importance callables; nothing else changes between them.
+:mod:`edgeslim.compress.safety` keeps the result honest: channel-sliced layers are left
+out, an emptied layer is an error, and the pruned model must still run.
 """
 
 from __future__ import annotations
