@@ -39,7 +39,10 @@ from edgeslim.select.constraints import Constraints
 
 STRUCTURED = ("l1", "l2", "taylor", "hrank")  # criteria the prior may use, in preference order
 FACTORIZE = ("tucker", "cp", "svd")
-ONESHOT_RATIOS = (0.2, 0.35)  # no fine-tuning to recover: stay mild
+# No fine-tuning to recover: stay mild, and unaligned on CPUs (round_to 8 turns 20% of a
+# 16-channel layer into 50%: measured on resnet20/digits, l1 0.2 keeps 72% accuracy
+# unaligned and 17% aligned; 0.1 unaligned keeps 95.6% of the baseline's 99.4%).
+ONESHOT_RATIOS = (0.1, 0.2)
 GPU_ALIGN = 8  # channel multiple for FP16/INT8 tensor-core kernels
 
 
@@ -135,7 +138,7 @@ def propose(recipe: Recipe, c: Constraints) -> list[Candidate]:
                 f"{why}: one-shot structured pruning ({crit}) at a mild ratio {ratio} with BN statistics "
                 "re-estimated and no fine-tuning",
                 {"compress.method": crit, "compress.ratio": ratio, "compress.bn_recalibration": True,
-                 **({"compress.round_to": GPU_ALIGN} if gpu else {})},
+                 "compress.round_to": GPU_ALIGN if gpu else None},
                 method=crit or "l1", fmts=ptq_formats, precisions=["fp32", "int8"])
         fac = next((m for m in FACTORIZE if m in methods), FACTORIZE[0])
         fac_delta = {"compress.method": fac}

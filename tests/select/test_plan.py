@@ -4,7 +4,6 @@ rationale, Pareto PNGs and report.html, a fully cached rerun, and gated releases
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
