@@ -14,7 +14,7 @@ def test_default_recipe_has_the_contract_fields():
     assert {"name": "digits", "batch_size": 64, "calibration_samples": 256}.items() <= d["data"].items()
     assert d["baseline"]["epochs"] == 8
     assert {"method": "l1", "ratio": 0.5, "scope": "local"}.items() <= d["compress"].items()
-    assert {"epochs": 4, "lr": 0.01}.items() <= d["finetune"].items()
+    assert {"epochs": 8, "lr": 0.05}.items() <= d["finetune"].items()
     assert d["export"]["formats"] == ["onnx"]
     assert d["quantize"]["precisions"] == ["fp32", "fp16", "int8"]
     assert d["targets"] == ["cpu"]
@@ -25,7 +25,7 @@ def test_partial_file_is_filled_in_and_dump_roundtrips(tmp_path):
     p.write_text("name: small\ncompress: {ratio: 0.3}\ntargets: [cpu]\n")
     r = load_recipe(p)
     assert r.name == "small" and r.compress.ratio == 0.3 and r.compress.method == "l1"
-    assert r.finetune.epochs == 4  # untouched default
+    assert r.finetune.epochs == 8  # untouched default
     again = tmp_path / "again.yaml"
     again.write_text(dump_recipe(r))
     assert recipe_to_dict(load_recipe(again)) == recipe_to_dict(r)

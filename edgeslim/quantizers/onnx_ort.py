@@ -81,6 +81,17 @@ def _entropy_ranges(model: Path, reader: "_Reader", cache: Path, symmetric: bool
     reader.rewind()
 
 
+def resolve_reduce_range(setting: Any, isa: Optional[list[str]] = None) -> bool:
+    """``quantize.reduce_range``: True/False as given; "auto" = AVX2 without any VNNI."""
+    if setting != "auto":
+        return bool(setting)
+    if isa is None:
+        from edgeslim.targets.base import cpu_info
+
+        isa = cpu_info()["isa"]
+    return "avx2" in isa and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(isa)
+
+
 @register_quantizer
 class OnnxInt8(Quantizer):
     format = "onnx"
@@ -100,6 +111,7 @@ class OnnxInt8(Quantizer):
         raw = out_dir / "quantized.raw.onnx"
         path = out_dir / "model.onnx"
         symmetric = bool(cfg.symmetric_activations)
+        reduce_range = resolve_reduce_range(getattr(cfg, "reduce_range", "auto"))
         method = getattr(CalibrationMethod, _CALIB[cfg.calibration_method])
         ranges = out_dir / "calibration.json"  # the activation ranges, kept with the artifact
         try:
@@ -112,6 +124,7 @@ class OnnxInt8(Quantizer):
                     str(pre), str(raw), reader, calibration_cache_path=str(ranges),
                     quant_format=QuantFormat.QDQ,
                     per_channel=cfg.per_channel,
+                    reduce_range=reduce_range,
                     activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                     calibrate_method=method,
@@ -134,7 +147,8 @@ class OnnxInt8(Quantizer):
                     "calibration_method": cfg.calibration_method,
                     "calibration_samples": int(len(calibration)), "per_channel": cfg.per_channel,
                     "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
-                    "weights": "int8 symmetric"}
+                    "weights": "int8 symmetric, 7-bit (reduce_range)" if reduce_range else "int8 symmetric",
+                    "reduce_range": reduce_range}
         return art
 
 

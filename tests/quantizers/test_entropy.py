@@ -39,3 +39,13 @@ def test_heavy_tail_is_clipped_below_the_observed_maximum():
     x = np.random.default_rng(1).standard_normal(50_000) ** 3
     lo, hi = entropy_threshold(_histogram(x, 512), 64)
     assert hi < 0.5 * x.max() and lo > 0.5 * x.min()
+
+
+def test_reduce_range_auto_follows_the_cpu():
+    from edgeslim.quantizers.onnx_ort import resolve_reduce_range
+
+    assert resolve_reduce_range("auto", ["avx2"]) is True  # VPMADDUBSW would saturate
+    assert resolve_reduce_range("auto", ["avx2", "avx512f", "avx512_vnni"]) is False
+    assert resolve_reduce_range("auto", ["avx2", "avx_vnni"]) is False
+    assert resolve_reduce_range("auto", ["neon", "asimd"]) is False
+    assert resolve_reduce_range(True, ["avx512_vnni"]) is True and resolve_reduce_range(False, ["avx2"]) is False

@@ -44,7 +44,7 @@ def test_size_bound_candidates_distill_into_the_pruned_model():
     for c in kd:
         r = candidate_recipe(recipe, c)
         assert r.finetune.distill is not None and r.finetune.distill.teacher == "baseline"
-        assert r.quantize.precisions == ["int8"] and r.finetune.epochs == 4  # full retraining
+        assert r.quantize.precisions == ["int8"] and r.finetune.epochs == recipe.finetune.epochs  # full retraining
 
 
 def test_retrain_none_proposes_no_training_at_all():
