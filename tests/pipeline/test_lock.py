@@ -54,7 +54,8 @@ def test_unreadable_lock_from_a_crash_mid_write_is_taken_over_when_old(tmp_path)
     old = time.time() - 60
     os.utime(tmp_path / LOCK, (old, old))
     with RunLock(tmp_path):
-        pass
+        assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()  # taken over
+    assert not (tmp_path / LOCK).exists()
 
 
 def test_two_real_runs_into_one_directory(tmp_path):
