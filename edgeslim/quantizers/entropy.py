@@ -46,8 +46,7 @@ def entropy_threshold(histogram: tuple[Any, ...], num_quantized_bins: int) -> tu
         qbins[-1] += int(sliced[body:].sum())
         norm = np.add.reduceat((p[:body] != 0).astype(np.int64), idx)
         q = np.zeros(p.size, dtype=np.int64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fill = np.where(norm != 0, qbins / np.maximum(norm, 1), 0.0)
+        fill = np.where(norm != 0, qbins / np.maximum(norm, 1), 0.0)
         q[:body] = np.repeat(fill, merged).astype(np.int64)  # integer bins, as ORT stores them
         ps, qs = smooth_distribution(p), smooth_distribution(q)
         kl = np.inf if ps is None or qs is None else float(np.array(entropy(ps, qs), dtype=dtype))

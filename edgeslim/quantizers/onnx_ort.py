@@ -111,7 +111,7 @@ class OnnxInt8(Quantizer):
         raw = out_dir / "quantized.raw.onnx"
         path = out_dir / "model.onnx"
         symmetric = bool(cfg.symmetric_activations)
-        reduce_range = resolve_reduce_range(getattr(cfg, "reduce_range", "auto"))
+        reduce_range = resolve_reduce_range(cfg.reduce_range)
         method = getattr(CalibrationMethod, _CALIB[cfg.calibration_method])
         ranges = out_dir / "calibration.json"  # the activation ranges, kept with the artifact
         try:

@@ -74,7 +74,10 @@ def tensorrt_onnx(parent: Artifact, precision: str, out_dir: Path, *, cfg: Any,
     if parent.format != "onnx" or parent.precision != "fp32":
         raise QuantizeError(f"TensorRT ONNX variants start from an FP32 ONNX, got {parent.id}")
     if precision == "int8":
-        qcfg = cfg.model_copy(update={"symmetric_activations": True, "per_channel": True})
+        # "auto" reduce_range judges this build CPU's kernels; TensorRT's GPU kernels do not
+        # saturate, so its weights keep all 8 bits unless the recipe asks otherwise.
+        qcfg = cfg.model_copy(update={"symmetric_activations": True, "per_channel": True,
+                                      "reduce_range": cfg.reduce_range is True})
         art = OnnxInt8().quantize(parent, calibration, out_dir, cfg=qcfg)
         model = load_onnx(art.path)
         n = float_biases(model)

@@ -68,6 +68,7 @@ def test_qdq_int8_onnx_is_what_tensorrt_expects(onnx_fp32, calib, tmp_path):
     art = tensorrt_onnx(onnx_fp32, "int8", tmp_path, cfg=QuantizeCfg(), calibration=calib)
     assert (art.format, art.precision, art.info["bound_for"]) == ("onnx", "int8", "tensorrt")
     assert art.info["activations"] == "int8 symmetric" and "21 int32 bias" in art.info["biases"]
+    assert art.info["reduce_range"] is False  # full 8-bit weights for the GPU, whatever this CPU is
     m = onnx.load(str(art.path))
     inits = _arrays(m)
     q = [n for n in m.graph.node if n.op_type == "QuantizeLinear"]
