@@ -39,15 +39,18 @@ def run(nodeids: list[str], extra: list[str]) -> Counter:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--examples", type=int, default=1000)
+    ap.add_argument("--examples", type=int, default=1000,
+                    help="examples per fuzzer (whole-run fuzzing: a tenth of it, each is a real run)")
     args = ap.parse_args()
+    # read when tests/test_fuzz.py is imported, which the catalogue run already does
+    os.environ["EDGESLIM_FUZZ_EXAMPLES"] = str(args.examples)
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
     doc = (ROOT / "docs" / "reliability.md").read_text()
     ids = sorted(set(re.findall(r"`(tests/[\w/]+\.py::\w+)`", doc)))
-    catalogue = [i for i in ids if "test_fuzz.py::test_any" not in i and "test_cli_set" not in i]
+    fuzzers = ("test_fuzz.py::test_any", "test_cli_set", "test_runs_with_bad_values")
+    catalogue = [i for i in ids if not any(f in i for f in fuzzers)]
     cat = run(catalogue, [])
-    os.environ["EDGESLIM_FUZZ_EXAMPLES"] = str(args.examples)
     fuzz = run([i for i in ids if i not in catalogue], [])
     from tests import test_fuzz
 
@@ -61,15 +64,26 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "reliability.json").write_text(json.dumps(result, indent=2))
+    runs = outcomes.get("run: clear error", 0)
+    parsed = sum(v for k, v in outcomes.items() if not k.startswith("run:"))
     md = ["# Reliability figures", "",
+          f"Command: `python benchmarks/reliability.py --examples {args.examples}` (runs the tests named in "
+          "docs/reliability.md, then the fuzzers with that many examples each).", "",
           f"- Catalogue: {len(catalogue)} tests named in docs/reliability.md, {len(cat.passed)} test cases passed, "
           f"{len(cat.failed)} failed, {len(cat.skipped)} skipped {cat.skipped or ''}",
-          f"- Fuzzing: {result['fuzz_examples']} inputs ({outcomes.get('clear error', 0)} clear one-line errors, "
-          f"{outcomes.get('valid', 0)} valid recipes); tracebacks: {len(fuzz.failed)} failing fuzz tests",
+          f"- Fuzzed recipes and `--set` overrides: {parsed} inputs, {outcomes.get('clear error', 0)} ended in one "
+          f"clear error line, {outcomes.get('valid', 0)} were valid recipes; tracebacks: "
+          f"{len([n for n in fuzz.failed if 'test_runs_with' not in n])} failing fuzz tests",
+          f"- Fuzzed whole runs (`edgeslim run` with values that only a later stage refuses: model, data, weights, "
+          f"compression, distillation, calibration): {runs} runs, {runs} ended in one clear error line with exit "
+          f"code 2; half-written files or folders left: {outcomes.get('run: half-written', 0)}; tracebacks: "
+          f"{len([n for n in fuzz.failed if 'test_runs_with' in n])} failing fuzz tests",
+          f"- Bad inputs tried in all: {len(cat.passed) + len(cat.failed)} catalogue cases + "
+          f"{outcomes.get('clear error', 0) + runs} fuzzed bad inputs",
           f"- Kill points (SIGKILL of a real run, then resume): {len(kill)} cases, "
           f"{len(result['kill_cases_matched'])} resumed to artifacts identical (sha256) to an uninterrupted run",
-          "- Half-written files: every catalogue and storage test asserts no done.json and no temporary "
-          f"file is left; failures among them: {len([n for n in cat.failed if 'storage' in n or 'cli' in n])}"]
+          "- Half-written files in the catalogue: every catalogue and storage test asserts no done.json and no "
+          f"temporary file is left; failures among them: {len([n for n in cat.failed if 'storage' in n or 'cli' in n])}"]
     (RESULTS / "reliability.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

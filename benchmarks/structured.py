@@ -17,7 +17,7 @@ Everything runs through the pipeline's own stage functions and stage cache
 
 Usage::
 
-    python benchmarks/structured.py            # full: recipe defaults (8 baseline, 4 fine-tune epochs)
+    python benchmarks/structured.py            # full: recipe defaults (8 baseline, 8 fine-tune epochs)
     python benchmarks/structured.py --quick    # part A on resnet20, 3 + 2 epochs, short timings
     python benchmarks/structured.py --parts a  # only part A (or b)
 """
@@ -28,6 +28,7 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -100,15 +101,31 @@ class Runner:
                           [comp.hash, self.base.hash if recipe.finetune.distill else ""],
                           lambda d: stages.finetune(d, comp.dir, self.base.dir, recipe, self.data, self.ctx))
 
-    def export_and_time(self, tag: str, src, recipe: Recipe, variant: str, method: str) -> dict[str, Any]:
+    def export(self, tag: str, src, recipe: Recipe, variant: str, method: str) -> Artifact:
         exp = self.stage(f"{tag}/30-export-onnx", {"export": recipe.export.model_dump(mode="json"), "data": self.dcfg},
                          [src.hash], lambda d: stages.export(d, src.dir, "onnx", variant, method, recipe,
                                                              self.data, self.ctx))
-        art = Artifact.from_json(exp.outputs["artifact"], exp.dir)
+        return Artifact.from_json(exp.outputs["artifact"], exp.dir)
+
+    def time_all(self, artifacts: dict[str, Artifact], recipe: Recipe, rounds: int) -> dict[str, dict[str, Any]]:
+        """p50 of every artifact, measured in ``rounds`` interleaved rounds after all training
+        (one round profiles each artifact once, in turn), so that slow drifts of the machine
+        (frequency, other load) touch every model alike. The figure is the median of the
+        rounds' p50s; ``p50_spread`` is (max - min) / median over the rounds."""
         sample = self.data.val_arrays(limit=1)[0]
-        m = self.target.profile(art, sample, recipe.profile, None)
-        return {"onnx_bytes": art.bytes, "p50_ms": m["latency_ms"]["p50"], "p90_ms": m["latency_ms"]["p90"],
-                "iterations": m.get("iterations"), "threads": m["semantics"].get("threads")}
+        p50s: dict[str, list[float]] = {k: [] for k in artifacts}
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(rounds):
+            log(f"latency round {i + 1}/{rounds} ({len(artifacts)} artifacts)")
+            for key, art in artifacts.items():
+                m = self.target.profile(art, sample, recipe.profile, None)
+                p50s[key].append(m["latency_ms"]["p50"])
+                out[key] = {"onnx_bytes": art.bytes, "threads": m["semantics"].get("threads"),
+                            "iterations": m.get("iterations")}
+        for key, values in p50s.items():
+            med = statistics.median(values)
+            out[key].update(p50_ms=med, p50_rounds=values, p50_spread=(max(values) - min(values)) / med)
+        return out
 
 
 # --------------------------------------------------------------------------- part A
@@ -123,8 +140,7 @@ def part_a(args, out: Path) -> dict[str, Any]:
     run = Runner(base_recipe, out / base_recipe.model.name)
     distill = has_distill()
     rows = []
-    base_times = run.export_and_time("baseline", run.base, base_recipe, "baseline", "none")
-    baseline_row = {"accuracy": run.base.outputs["accuracy"], "val_images": len(run.data.val), **base_times}
+    artifacts = {"baseline": run.export("baseline", run.base, base_recipe, "baseline", "none")}
     for level, target in LEVELS.items():
         for method in CRITERIA:
             tag = f"{method}-{level}"
@@ -138,7 +154,7 @@ def part_a(args, out: Path) -> dict[str, Any]:
                 continue
             fine = run.finetune(tag, "20-finetune", comp, recipe)
             history = read_json(fine.dir / "history.json")
-            row = {"level": level, "target_macs": target, "method": method,
+            row = {"tag": tag, "level": level, "target_macs": target, "method": method,
                    "params": comp.outputs["params_after"], "macs": comp.outputs["macs_after"],
                    "params_before": comp.outputs["params_before"], "macs_before": comp.outputs["macs_before"],
                    "acc_pruned": comp.outputs["accuracy_before_finetune"],
@@ -149,10 +165,15 @@ def part_a(args, out: Path) -> dict[str, Any]:
                 drecipe = run.variant(compress={"method": method, "target_macs": target, **extra},
                                       finetune={"distill": {"method": "hinton"}})
                 row["acc_hinton"] = run.finetune(tag, "21-finetune-hinton", comp, drecipe).outputs["accuracy"]
-            row.update(run.export_and_time(tag, fine, recipe, "compressed", method))
+            artifacts[tag] = run.export(tag, fine, recipe, "compressed", method)
             rows.append(row)
-            log(f"{tag}: pruned {row['acc_pruned']:.3f} ep1 {row['acc_epoch1']} ft {row['acc_finetuned']:.3f} "
-                f"p50 {row['p50_ms']:.3f} ms")
+            log(f"{tag}: pruned {row['acc_pruned']:.3f} ep1 {row['acc_epoch1']} ft {row['acc_finetuned']:.3f}"
+                + (f" hinton {row['acc_hinton']:.3f}" if row["acc_hinton"] is not None else ""))
+    times = run.time_all(artifacts, base_recipe, args.rounds)
+    for row in rows:
+        if "error" not in row:
+            row.update(times[row["tag"]])
+    baseline_row = {"accuracy": run.base.outputs["accuracy"], "val_images": len(run.data.val), **times["baseline"]}
     return {"recipe": recipe_to_dict(base_recipe), "baseline": baseline_row, "rows": rows, "distill": distill}
 
 
@@ -167,18 +188,25 @@ def part_b(args, out: Path) -> dict[str, Any]:
         overrides += ["profile.max_seconds=2", "profile.min_iterations=10"]
     recipe0 = load_recipe(overrides=overrides)
     run = Runner(recipe0, out / "resnet50")
-    base = run.export_and_time("baseline", run.base, recipe0, "baseline", "none")
-    rows = []
+    artifacts = {"baseline": run.export("baseline", run.base, recipe0, "baseline", "none")}
+    comps = {}
     for method in CRITERIA:
         # random weights: slimming's sparsity training would need real data, so it prunes by γ as is
         extra = {"sparsity_epochs": 0} if method == "slimming" else {}
         recipe = run.variant(compress={"method": method, "target_macs": 0.5, **extra})
-        comp = run.compress(method, recipe)
-        t = run.export_and_time(method, comp, recipe, "compressed", method)
+        comps[method] = run.compress(method, recipe)
+        artifacts[method] = run.export(method, comps[method], recipe, "compressed", method)
+    times = run.time_all(artifacts, recipe0, args.rounds)
+    base = times["baseline"]
+    rows = []
+    for method, comp in comps.items():
+        t = times[method]
         mac_reduction = comp.outputs["macs_before"] / comp.outputs["macs_after"]
         speedup = base["p50_ms"] / t["p50_ms"]
+        widths = {k: v["after"] for k, v in read_json(comp.dir / "report.json").get("channels", {}).items()}
         rows.append({"method": method, "macs": comp.outputs["macs_after"], "params": comp.outputs["params_after"],
-                     "mac_reduction": mac_reduction, "speedup": speedup, "ratio": speedup / mac_reduction, **t})
+                     "mac_reduction": mac_reduction, "speedup": speedup, "ratio": speedup / mac_reduction,
+                     "widths": widths, **t})
         log(f"resnet50 {method}: {mac_reduction:.2f}x MACs, {speedup:.2f}x faster")
     return {"recipe": recipe_to_dict(recipe0), "baseline": base, "rows": rows}
 
@@ -220,16 +248,20 @@ def write_report(results: dict[str, Any], md_path: Path, args) -> None:
              f"Command: `python benchmarks/structured.py{' --quick' if args.quick else ''}`"
              f"{' (reduced run; the full command is `python benchmarks/structured.py`)' if args.quick else ''}. "
              f"Machine: {info.get('cpu', 'cpu')} ({', '.join(info.get('isa', []))}), {len(os.sched_getaffinity(0))} usable cores, "
-             f"load average {os.getloadavg()[0]:.1f} at the end: the CPU was shared, latency figures are noisy.", ""]
+             f"load average {os.getloadavg()[0]:.1f} at the end"
+             f"{' (the CPU was shared: latency figures are noisy)' if os.getloadavg()[0] > 2.5 else ''}. "
+             "Latency is timed after all training, in interleaved rounds (see each part).", ""]
     a = results.get("a")
     if a:
         r = a["recipe"]
         lines += [f"## A. digits / {r['model']['name']}: accuracy vs MAC reduction", "",
                   (f"**Reduced run: {r['model']['name']} instead of resnet56, {r['baseline']['epochs']} baseline "
                    f"and {r['finetune']['epochs']} fine-tuning epoch(s).** " if args.quick else "") +
-                  f"Baseline trained once ({r['baseline']['epochs']} epochs, {r['data']['limit_train'] or 'all'} "
+                  f"Baseline trained once ({r['baseline']['epochs']} epochs at lr {r['baseline']['lr']}, "
+                  f"{r['baseline'].get('warmup_epochs', 0):g} of linear warm-up, {r['data']['limit_train'] or 'all'} "
                   f"training images): val accuracy {_pct(a['baseline']['accuracy'])}%, ONNX "
-                  f"{a['baseline']['onnx_bytes'] / 1e3:.0f} kB, ORT p50 {a['baseline']['p50_ms']:.3f} ms. "
+                  f"{a['baseline']['onnx_bytes'] / 1e3:.0f} kB, ORT p50 {a['baseline']['p50_ms']:.3f} ms (every p50: "
+                  f"batch 1, median of {len(a['baseline'].get('p50_rounds', [0]))} interleaved rounds). "
                   f"Budget: `compress.target_macs` (2x = 0.5, 4x = 0.75, 8x = 0.875), BN recalibrated on 10 "
                   f"training batches right after pruning; fine-tuning = the recipe's ({r['finetune']['epochs']} "
                   f"epochs, lr {r['finetune']['lr']}); 'epoch 1' is the accuracy after the first epoch of that "
@@ -271,19 +303,35 @@ def write_report(results: dict[str, Any], md_path: Path, args) -> None:
         lines += ["## B. resnet50 at 224, batch 1: realized speedup ÷ MAC reduction at 2x", "",
                   "Random weights, synthetic data (unlabelled: taylor back-propagates against the model's own "
                   "predictions; slimming prunes by the untrained γ, all 1, so it is close to random here). "
-                  f"Baseline ORT p50 {b['baseline']['p50_ms']:.1f} ms, {b['baseline'].get('threads')} threads.", "",
-                  "| criterion | MACs (G) | MAC reduction | ORT p50 ms | speedup | speedup ÷ MAC reduction |",
-                  "|---|---|---|---|---|---|"]
+                  f"Baseline ORT p50 {b['baseline']['p50_ms']:.1f} ms, {b['baseline'].get('threads')} threads. "
+                  f"Each p50 is the median of {len(b['baseline']['p50_rounds'])} interleaved rounds (every "
+                  "artifact profiled once per round, after all pruning); 'spread' is (max - min) / median of "
+                  "the rounds.", "",
+                  "| criterion | MACs (G) | MAC reduction | ORT p50 ms | spread | speedup | speedup ÷ MAC reduction |",
+                  "|---|---|---|---|---|---|---|"]
         for x in sorted(b["rows"], key=lambda x: -x["ratio"]):
             lines.append(f"| {x['method']} | {x['macs'] / 1e9:.2f} | {x['mac_reduction']:.2f}× | {x['p50_ms']:.1f} | "
-                         f"{x['speedup']:.2f}× | {x['ratio']:.2f} |")
+                         f"{100 * x['p50_spread']:.1f}% | {x['speedup']:.2f}× | {x['ratio']:.2f} |")
         best = max(b["rows"], key=lambda x: x["ratio"])
         lat = next(x for x in b["rows"] if x["method"] == "latency")
-        verdict = ("`latency` has the best ratio." if best["method"] == "latency" else
+        others = [x for x in b["rows"] if x["method"] != "latency"]
+        verdict = (f"`latency` has the best ratio ({lat['ratio']:.2f}; the best other criterion, "
+                   f"{max(others, key=lambda x: x['ratio'])['method']}, has "
+                   f"{max(x['ratio'] for x in others):.2f})." if best["method"] == "latency" else
                    f"`latency` does **not** have the best ratio: {best['method']} has {best['ratio']:.2f} vs "
                    f"latency's {lat['ratio']:.2f}.")
-        lines += ["", verdict + " Speedups come from one ORT measurement each on a shared CPU; "
-                  "differences of a few percent are noise.", ""]
+        same = {}
+        for x in b["rows"]:
+            same.setdefault(json.dumps(x.get("widths"), sort_keys=True), []).append(x["method"])
+        twins = [g for g in same.values() if len(g) > 1]
+        note = ""
+        if twins:
+            group = max(twins, key=len)
+            ps = [x["p50_ms"] for x in b["rows"] if x["method"] in group]
+            note = (f" {', '.join(group)} keep the same number of channels in every layer (they differ only in "
+                    f"which channels), so their latencies differ by noise alone: {min(ps):.1f}–{max(ps):.1f} ms "
+                    f"({100 * (max(ps) - min(ps)) / min(ps):.1f}%).")
+        lines += ["", verdict + note, ""]
     md_path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -291,6 +339,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="reduced run (fewer images and epochs, short timings)")
     ap.add_argument("--parts", default="a,b", help="a, b or a,b")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds per artifact")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "work" / "structured"), help="stage cache folder")
     args = ap.parse_args()
     out = Path(args.out) / ("quick" if args.quick else "full")

@@ -1,7 +1,8 @@
-"""Property-based fuzzing of recipe parsing and of the CLI's --set overrides.
+"""Property-based fuzzing of recipe parsing, of the CLI's --set overrides, and of whole runs.
 
 Whatever the input, the outcome is a valid recipe or one RecipeError line (exit code 2 on
-the command line) — never a traceback.
+the command line) — never a traceback. A run given values that only a later stage can
+refuse ends the same way, and leaves nothing half-written behind.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import os
 import string
 from collections import Counter
+from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -103,3 +106,106 @@ def test_known_bad_overrides_are_clear_errors():
                        ("data.batch_size", "abc"), ("seed", "[1, 2]"), ("model", "resnet20"),
                        ("compress..ratio", "0.3"), ("", "x"), ("quantize.precisions", "[int4]")]:
         assert check_set_override(key, value) == "error", (key, value)
+
+
+# ------------------------------------------------------------------ whole runs with bad values
+# Values the recipe schema accepts but a later stage must refuse: each has to end as one
+# error line, exit code 2, and leave nothing half-written (no temporary folder or file, no
+# stage folder without its done.json). Cheap valid settings keep a run to seconds.
+QUICK_RUN = ["data.limit_train=64", "data.limit_val=32", "data.calibration_samples=16", "baseline.epochs=1",
+             "finetune.epochs=1", "profile.max_seconds=0.05", "profile.min_iterations=5", "profile.warmup=1",
+             "profile.warmup_seconds=0", "export.parity.samples=4"]
+
+
+class _Payload:
+    """Pickled, this would create ``marker``: it must never be unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    import pickle
+
+    import torch
+
+    root = tmp_path_factory.mktemp("bad")
+    (root / "empty_classes" / "a").mkdir(parents=True)
+    (root / "empty_classes" / "b").mkdir()
+    (root / "corrupt.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
+    marker = root / "pwned"
+    (root / "evil.pt").write_bytes(pickle.dumps({"conv1.weight": _Payload(marker)}))
+    torch.save({"fc.weight": torch.zeros(3, 3)}, root / "other.pt")
+    return root, marker
+
+
+def _late_failures(root: Path) -> list[tuple[str, str]]:
+    """(override, stage it fails in) pairs that pass the recipe schema."""
+    return [
+        ("model.name=edgeslim_no_such_pkg.nets:build", "model"),
+        ("model.name=json:dumps", "model"),
+        ("model.name=vgg11_bn", "model"),  # paired with an input it cannot take (below)
+        (f"data.name=imagefolder:{root / 'empty_classes'}", "data"),
+        ("data.name=imagefolder:/no/such/folder", "data"),
+        (f"model.weights={root / 'corrupt.safetensors'}", "weights"),
+        (f"model.weights={root / 'evil.pt'}", "weights"),
+        (f"model.weights={root / 'other.pt'}", "weights"),
+        ("model.num_classes=3", "data"),
+        ("compress.ratio=0.97", "compress"),
+        ("compress.ignored_layers=[layer9.conv1]", "compress"),
+        ("finetune.distill={method: fitnet, layers: ['nope:layer1']}", "finetune"),
+        ("data.calibration_samples=100000", "quantize"),
+    ]
+
+
+VALID_NOISE = ["seed=1", "seed=7", "compress.method=l2", "compress.method=random", "compress.scope=global",
+               "quantize.precisions=[fp32,int8]", "quantize.precisions=[fp16]", "compress.round_to=null",
+               "quantize.calibration_method=percentile", "targets=[cpu]"]
+
+
+def half_written(run_dir: Path) -> list[str]:
+    """What a failed run left that could pass for finished: temporary files or folders, and
+    stage folders (those under the run directory holding model or artifact files) without done.json."""
+    if not run_dir.exists():
+        return []
+    bad = [str(p) for p in run_dir.rglob("*") if ".tmp" in p.name]
+    for stage in [p for p in run_dir.rglob("*") if p.is_dir()]:
+        files = {f.name for f in stage.iterdir() if f.is_file()}
+        if files and "done.json" not in files:
+            bad.append(str(stage))
+    return bad
+
+
+def check_run(args: list[str], run_dir: Path, marker: Path) -> None:
+    result = runner.invoke(app, ["run", "--out", str(run_dir), *args])
+    assert result.exit_code == 2, (args, result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output and "Warning" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    leftovers = half_written(run_dir)
+    OUTCOMES["run: half-written"] += len(leftovers)
+    assert not leftovers, leftovers
+    assert not marker.exists(), "a checkpoint's pickled payload ran"
+    OUTCOMES["run: clear error"] += 1
+
+
+@settings(max_examples=N // 10 or 6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_runs_with_bad_values_fail_cleanly_and_leave_nothing_half_written(bad_files, data):
+    import tempfile
+
+    root, marker = bad_files
+    failures = _late_failures(root)
+    picked = data.draw(st.lists(st.sampled_from(failures), min_size=1, max_size=2, unique=True))
+    overrides = [o for o, _ in picked]
+    if "model.name=vgg11_bn" in overrides:
+        overrides.append("model.input_size=8")
+    overrides += data.draw(st.lists(st.sampled_from(VALID_NOISE), max_size=2, unique=True))
+    args = [a for kv in QUICK_RUN + overrides for a in ("--set", kv)]
+    with tempfile.TemporaryDirectory() as tmp:
+        check_run(args, Path(tmp) / "run", marker)

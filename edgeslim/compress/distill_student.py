@@ -129,7 +129,8 @@ class DistillStudent(Method):
 
                 b = BaselineCfg()
                 history = train(student, job.data, TrainSpec(opts.epochs or b.epochs, b.lr, b.optimizer,
-                                                             0.9, b.weight_decay, job.batch_size, job.seed),
+                                                             0.9, b.weight_decay, job.batch_size, job.seed,
+                                                             warmup_epochs=b.warmup_epochs),
                                 loss_fn=loss_fn, extra_params=extra, description=description)
         finally:
             loss_fn.close()  # the hooks must not stay on the teacher or the student

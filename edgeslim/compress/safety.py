@@ -77,9 +77,11 @@ def channel_indexing_layers(dg: tp.DependencyGraph, ignored: list[nn.Module],
 def fix_rounding(pruner: tp.pruner.MetaPruner) -> None:
     """Replace Torch-Pruning's ``round_to`` rounding, which has two faults.
 
-    It rounds the kept channels *down* to a multiple of ``round_to``, so a layer asked to
-    keep 6 of 12 channels keeps 0 (and is then silently skipped); here it keeps
-    ``round_to`` instead (or all of them when it has no more than that). And for grouped
+    It rounds the kept channels *down* to a multiple of ``round_to`` (its documentation says
+    "nearest"), so a layer asked to keep 6 of 12 channels keeps 0 (and is then silently
+    skipped), and ratio 0.3 of a 32-channel layer keeps 16, as much as ratio 0.5. Here the
+    kept count goes to the *nearest* multiple (halfway: the larger), never to 0 and never
+    above the layer's width: 22 of 32 keeps 24, 6 of 12 keeps 8. And for grouped
     convolutions it mixes units (the count to prune is per channel group, the layer width
     is not), emptying the layer; here the kept width is a multiple of lcm(round_to, groups).
     """
@@ -102,7 +104,7 @@ def fix_rounding(pruner: tp.pruner.MetaPruner) -> None:
             return units  # the ratio itself removes everything: refuse_emptying names it
         keep = (units - n_pruned) * groups
         step = math.lcm(multiple, groups)
-        rounded = keep - keep % step
+        rounded = min((keep + step // 2) // step * step, current)
         if rounded == 0:
             rounded = min(step, current)
         return units - rounded // groups

@@ -40,6 +40,9 @@ class TrainSpec:
     batch_size: int = 64
     seed: int = 0
     warmup_steps: int = 0
+    # Linear lr warm-up, in epochs (used when warmup_steps is 0), never more than a quarter of
+    # the schedule: a 1-2 epoch run still decays its lr.
+    warmup_epochs: float = 0.0
     # Resume the schedule at this epoch: the lr follows the cosine over start_epoch + epochs
     # epochs from there (lottery-ticket rewinding replays the rest of a schedule).
     start_epoch: int = 0
@@ -115,6 +118,7 @@ def train(
     per_rank = spec.batch_size // size
     steps_per_epoch = max(1, len(sampler) // per_rank)
     total_steps = steps_per_epoch * (spec.start_epoch + spec.epochs)
+    warmup = spec.warmup_steps or round(min(spec.warmup_epochs * steps_per_epoch, total_steps / 4))
     dm = distributed.prepare(model)
     step = steps_per_epoch * spec.start_epoch
     try:
@@ -126,7 +130,7 @@ def train(
             with reporter.task(f"{description} epoch {epoch + 1}/{spec.epochs}", total=steps_per_epoch) as advance:
                 for x, y in loader:
                     for g in opt.param_groups:
-                        g["lr"] = cosine_lr(step, total_steps, spec.lr, spec.warmup_steps)
+                        g["lr"] = cosine_lr(step, total_steps, spec.lr, warmup)
                     logits = dm.module(x)
                     loss = F.cross_entropy(logits, y) if labelled else logits.pow(2).mean() * 0
                     if loss_fn is not None:
@@ -150,7 +154,7 @@ def train(
             val = evaluate(model, data.val_loader(spec.batch_size)) if labelled else None
             history.append({
                 "epoch": epoch + 1,
-                "lr": cosine_lr(step - 1, total_steps, spec.lr, spec.warmup_steps),
+                "lr": cosine_lr(step - 1, total_steps, spec.lr, warmup),
                 "train_loss": sums[0] / max(1, sums[2]),
                 "train_accuracy": sums[1] / max(1, sums[2]) if labelled else None,
                 "val_accuracy": val,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import math
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,14 @@ def build_model(name: str, *, num_classes: int, kwargs: dict[str, Any] | None = 
     return create_model(name, num_classes=num_classes, **kwargs)
 
 
+def _unpickler_reason(message: str) -> str:
+    """The part of torch's weights-only refusal that names what was refused (torch wraps it
+    in advice to retry with ``weights_only=False``, which is exactly what must not happen)."""
+    _, sep, rest = message.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (rest if sep else message).splitlines() if line.strip()]
+    return lines[0].split(". Please")[0].rstrip(".") if lines else "disallowed content"
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint, without unpickling code."""
     p = Path(path)
@@ -68,11 +77,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise ModelError(f"weights file {p} is not a valid safetensors file: {err}") from None
     else:
         try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # e.g. "pickle protocol 4": the error below says it all
+                warnings.simplefilter("ignore")
+                state = torch.load(p, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
-            first = str(err).splitlines()[0] if str(err) else "disallowed content"
             raise ModelError(
-                f"refused to load {p}: it is not a plain tensor checkpoint (weights_only): {first}"
+                f"refused to load {p}: it holds more than tensors and plain containers, and edgeslim "
+                f"never unpickles code ({_unpickler_reason(str(err))})"
             ) from None
         except Exception as err:
             raise ModelError(f"cannot read weights file {p}: {type(err).__name__}: {err}") from None

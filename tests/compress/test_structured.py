@@ -98,6 +98,18 @@ def test_round_to_keeps_multiples_of_8(base_resnet20, data):
             assert m.out_channels % 8 == 0, (name, m.out_channels)
 
 
+def test_round_to_goes_to_the_nearest_multiple(base_resnet20, data):
+    # ratio 0.3 asks to keep int(0.7 C): 11 of 16, 22 of 32, 44 of 64. The nearest multiples
+    # of 8 (halfway: up) are 8, 24 and 48; rounding down would give 8, 16 and 40, so that
+    # ratio 0.3 removed as much of stage 2 as ratio 0.5 does.
+    pruned, _ = _prune(base_resnet20, data, ratio=0.3, round_to=8)
+    assert pruned.conv1.out_channels == 8
+    assert pruned.layer2[0].conv1.out_channels == 24 and pruned.layer2[1].conv2.out_channels == 24
+    assert pruned.layer3[0].conv1.out_channels == 48 and pruned.layer3[2].conv2.out_channels == 48
+    half, _ = _prune(base_resnet20, data, ratio=0.5, round_to=8)
+    assert half.layer2[0].conv1.out_channels == 16 and half.layer3[0].conv1.out_channels == 32
+
+
 def test_round_to_none_allows_other_counts(base_resnet20, data):
     pruned, _ = _prune(base_resnet20, data, ratio=0.3, round_to=None)
     counts = {m.out_channels for m in pruned.modules() if isinstance(m, nn.Conv2d)}

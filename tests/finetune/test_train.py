@@ -1,0 +1,82 @@
+"""The training loop's schedule: cosine decay after an optional linear warm-up."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from edgeslim.data import load_data
+from edgeslim.finetune.train import TrainSpec, cosine_lr, train
+from edgeslim.recipe import load_recipe
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_data("digits", input_size=8, num_classes=10, limit_train=256, limit_val=32)
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+
+
+def _lrs(data, spec: TrainSpec) -> list[float]:
+    """The learning rate of every optimizer step (read in the loss hook, before the step)."""
+    seen: list[float] = []
+    model = _tiny()
+    opt_lr = {}
+
+    def hook(m, x, y, logits):
+        seen.append(opt_lr["group"]["lr"])
+        return logits.sum() * 0
+
+    # the loop sets the lr on its optimizer's param groups; catch the optimizer it makes
+    import edgeslim.finetune.train as t
+
+    make = t.make_optimizer
+
+    def spy(params, s):
+        opt = make(params, s)
+        opt_lr["group"] = opt.param_groups[0]
+        return opt
+
+    t.make_optimizer = spy
+    try:
+        train(model, data, spec, loss_fn=hook)
+    finally:
+        t.make_optimizer = make
+    return seen
+
+
+def test_warmup_rises_linearly_then_decays(data):
+    spec = TrainSpec(4, 0.1, batch_size=64, warmup_epochs=1)  # 256 images: 4 steps per epoch
+    lrs = _lrs(data, spec)
+    assert len(lrs) == 16
+    assert lrs[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    assert lrs[4] == pytest.approx(0.1) and all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
+    assert lrs[-1] < 0.01
+
+
+def test_warmup_is_capped_at_a_quarter_of_the_schedule(data):
+    lrs = _lrs(data, TrainSpec(1, 0.1, batch_size=64, warmup_epochs=1))  # 4 steps: 1 of warm-up
+    # uncapped, the whole epoch would be warm-up (0.025, 0.05, ...) and the lr would never decay
+    assert lrs[0] == pytest.approx(0.1)  # one warm-up step reaches the peak at once
+    assert lrs[1] == pytest.approx(0.1) and lrs[3] < lrs[2] < lrs[1]
+
+
+def test_no_warmup_starts_at_the_peak(data):
+    lrs = _lrs(data, TrainSpec(2, 0.1, batch_size=64))
+    assert lrs[0] == pytest.approx(0.1) and lrs[-1] < lrs[0]
+
+
+def test_cosine_lr_endpoints():
+    assert cosine_lr(0, 100, 1.0) == pytest.approx(1.0)
+    assert cosine_lr(100, 100, 1.0) == pytest.approx(0.0)
+    assert cosine_lr(0, 100, 1.0, warmup=10) == pytest.approx(0.1)
+    assert cosine_lr(10, 100, 1.0, warmup=10) == pytest.approx(1.0)
+
+
+def test_recipe_defaults_warm_the_baseline_only():
+    r = load_recipe()
+    assert r.baseline.warmup_epochs == 1 and r.finetune.warmup_epochs == 0
