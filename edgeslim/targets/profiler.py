@@ -1,7 +1,8 @@
 """Time a runner: warm-up, then iterations until the median is known well enough.
 
 The timed loop stops when the 95% confidence interval of the median (from order
-statistics) is within ``ci_threshold`` of it, or when the time budget ends. Every figure
+statistics) is within ``ci_threshold`` of it and at least ``min_seconds`` were timed, or
+when the time budget (``max_seconds``, ``max_iterations``) ends. Every figure
 carries its semantics; see :func:`profile_runner`.
 """
 
@@ -53,7 +54,9 @@ def time_infer(runner: Runner, x: np.ndarray, cfg: Any) -> dict[str, Any]:
         times.append(time.perf_counter() - t)
         if len(times) >= cfg.min_iterations and len(times) % 5 == 0:
             ci = median_ci(times)
-            if ci <= cfg.ci_threshold or time.perf_counter() - start > cfg.max_seconds:
+            elapsed = time.perf_counter() - start
+            if (ci <= cfg.ci_threshold and elapsed >= min(getattr(cfg, "min_seconds", 0.0), cfg.max_seconds)) \
+                    or elapsed > cfg.max_seconds:
                 break
     ci = median_ci(times)
     ms = np.asarray(times) * 1e3

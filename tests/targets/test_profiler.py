@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import platform
 
 import numpy as np
@@ -115,6 +116,23 @@ def test_time_infer_stops_at_max_iterations(art):
     with OrtRunner(art, threads=1) as r:
         stats = time_infer(r, np.ones((1, 3, 4, 4), np.float32), cfg)
     assert stats["iterations"] == 7 and stats["warmup_iterations"] == 0
+
+
+def test_time_infer_times_at_least_min_seconds(art):
+    # a 48-float pool meets a loose CI after min_iterations, in well under a millisecond
+    x = np.ones((1, 3, 4, 4), np.float32)
+    with OrtRunner(art, threads=1) as r:
+        quick = time_infer(r, x, ProfileCfg(min_iterations=10, min_seconds=0, ci_threshold=0.5, warmup=0,
+                                            warmup_seconds=0))
+        t0 = time.perf_counter()
+        long = time_infer(r, x, ProfileCfg(min_iterations=10, min_seconds=0.3, ci_threshold=0.5, warmup=0,
+                                           warmup_seconds=0))
+        took = time.perf_counter() - t0
+        capped = time_infer(r, x, ProfileCfg(min_iterations=10, min_seconds=5, max_seconds=0.1,
+                                             ci_threshold=0.5, warmup=0, warmup_seconds=0))
+    assert quick["iterations"] <= 50
+    assert long["iterations"] > 10 * quick["iterations"] and took >= 0.3
+    assert capped["iterations"] < long["iterations"]  # max_seconds bounds min_seconds
 
 
 def test_median_ci():
