@@ -70,15 +70,17 @@ def main() -> None:
                     help="take part 1 from WORK/part1.json (a previous run of this script) and run part 2 only")
     a = ap.parse_args()
     part1 = a.work / "part1.json"
-    if not (a.reuse_default and part1.is_file()):
+    reuse = a.reuse_default and part1.is_file()
+    if not reuse:
         shutil.rmtree(a.work, ignore_errors=True)
     base_args = [x for kv in QUICK for x in ("--set", kv)] if a.quick else []
     if a.quick:  # 1 epoch on 192 images: accuracy differences are noise, so do not gate on them
         base_args += ["--max-accuracy-drop", "100"]
     load = os.getloadavg()[0]
     default = a.work / "default"
-    if a.reuse_default and part1.is_file():
-        first, rerun, load = (lambda d: (d["first"], d["rerun"], d["load"]))(json.loads(part1.read_text()))
+    if reuse:
+        saved = json.loads(part1.read_text())
+        first, rerun, load = saved["first"], saved["rerun"], saved["load"]
     else:
         first = edgeslim_plan(default, base_args)
         rerun = edgeslim_plan(default, base_args)

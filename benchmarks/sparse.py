@@ -47,7 +47,7 @@ from edgeslim.data import load_data  # noqa: E402
 from edgeslim.exporters.onnx import torch_to_onnx  # noqa: E402
 from edgeslim.finetune.train import TrainSpec, evaluate, train  # noqa: E402
 from edgeslim.models.zoo import create_model  # noqa: E402
-from edgeslim.recipe import CompressCfg, QuantizeCfg  # noqa: E402
+from edgeslim.recipe import CompressCfg, ProfileCfg, QuantizeCfg  # noqa: E402
 from edgeslim.targets.base import cpu_info  # noqa: E402
 from edgeslim.targets.profiler import time_infer  # noqa: E402
 
@@ -66,8 +66,9 @@ class Bench:
         self.example = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
         self.epochs = args.epochs
         self.ft_epochs = args.finetune_epochs
-        self.timing = SimpleNamespace(warmup=5, warmup_seconds=0.2, min_iterations=args.iterations,
-                                      max_iterations=2000, max_seconds=args.max_seconds, ci_threshold=0.02)
+        # min_seconds=0: the timing sparse.md was measured with
+        self.timing = ProfileCfg(warmup=5, warmup_seconds=0.2, min_iterations=args.iterations, min_seconds=0,
+                                 max_iterations=2000, max_seconds=args.max_seconds, ci_threshold=0.02)
 
     # -- training callbacks, the same settings as the recipe defaults (baseline / finetune)
     def fresh(self):

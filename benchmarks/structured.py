@@ -114,17 +114,18 @@ class Runner:
         rounds' p50s; ``p50_spread`` is (max - min) / median over the rounds."""
         sample = self.data.val_arrays(limit=1)[0]
         p50s: dict[str, list[float]] = {k: [] for k in artifacts}
-        out: dict[str, dict[str, Any]] = {}
+        last: dict[str, dict[str, Any]] = {}
         for i in range(rounds):
             log(f"latency round {i + 1}/{rounds} ({len(artifacts)} artifacts)")
             for key, art in artifacts.items():
-                m = self.target.profile(art, sample, recipe.profile, None)
-                p50s[key].append(m["latency_ms"]["p50"])
-                out[key] = {"onnx_bytes": art.bytes, "threads": m["semantics"].get("threads"),
-                            "iterations": m.get("iterations")}
+                last[key] = self.target.profile(art, sample, recipe.profile, None)
+                p50s[key].append(last[key]["latency_ms"]["p50"])
+        out = {}
         for key, values in p50s.items():
             med = statistics.median(values)
-            out[key].update(p50_ms=med, p50_rounds=values, p50_spread=(max(values) - min(values)) / med)
+            out[key] = {"onnx_bytes": artifacts[key].bytes, "threads": last[key]["semantics"].get("threads"),
+                        "iterations": last[key].get("iterations"), "p50_ms": med, "p50_rounds": values,
+                        "p50_spread": (max(values) - min(values)) / med}
         return out
 
 

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from edgeslim.cli import app
 from edgeslim.errors import RecipeError
 from edgeslim.recipe import Recipe, load_recipe, recipe_from_dict
+from tests.models.test_checkpoint import _Evil  # pickled, it creates a file: it must never be unpickled
 
 OUTCOMES: Counter = Counter()  # read by benchmarks/reliability.py
 # EDGESLIM_FUZZ_EXAMPLES=N runs every fuzzer with N examples (the benchmark uses 1000)
@@ -117,16 +118,6 @@ QUICK_RUN = ["data.limit_train=64", "data.limit_val=32", "data.calibration_sampl
              "profile.warmup_seconds=0", "export.parity.samples=4"]
 
 
-class _Payload:
-    """Pickled, this would create ``marker``: it must never be unpickled."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory):
     import pickle
@@ -138,27 +129,27 @@ def bad_files(tmp_path_factory):
     (root / "empty_classes" / "b").mkdir()
     (root / "corrupt.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
     marker = root / "pwned"
-    (root / "evil.pt").write_bytes(pickle.dumps({"conv1.weight": _Payload(marker)}))
+    (root / "evil.pt").write_bytes(pickle.dumps({"conv1.weight": _Evil("open", marker)}))
     torch.save({"fc.weight": torch.zeros(3, 3)}, root / "other.pt")
     return root, marker
 
 
-def _late_failures(root: Path) -> list[tuple[str, str]]:
-    """(override, stage it fails in) pairs that pass the recipe schema."""
+def _late_failures(root: Path) -> list[str]:
+    """Overrides that pass the recipe schema, each refused by a later stage (named alongside)."""
     return [
-        ("model.name=edgeslim_no_such_pkg.nets:build", "model"),
-        ("model.name=json:dumps", "model"),
-        ("model.name=vgg11_bn", "model"),  # paired with an input it cannot take (below)
-        (f"data.name=imagefolder:{root / 'empty_classes'}", "data"),
-        ("data.name=imagefolder:/no/such/folder", "data"),
-        (f"model.weights={root / 'corrupt.safetensors'}", "weights"),
-        (f"model.weights={root / 'evil.pt'}", "weights"),
-        (f"model.weights={root / 'other.pt'}", "weights"),
-        ("model.num_classes=3", "data"),
-        ("compress.ratio=0.97", "compress"),
-        ("compress.ignored_layers=[layer9.conv1]", "compress"),
-        ("finetune.distill={method: fitnet, layers: ['nope:layer1']}", "finetune"),
-        ("data.calibration_samples=100000", "quantize"),
+        "model.name=edgeslim_no_such_pkg.nets:build",  # model
+        "model.name=json:dumps",  # model
+        "model.name=vgg11_bn",  # model: paired with an input it cannot take (below)
+        f"data.name=imagefolder:{root / 'empty_classes'}",  # data
+        "data.name=imagefolder:/no/such/folder",  # data
+        f"model.weights={root / 'corrupt.safetensors'}",  # weights
+        f"model.weights={root / 'evil.pt'}",  # weights
+        f"model.weights={root / 'other.pt'}",  # weights
+        "model.num_classes=3",  # data
+        "compress.ratio=0.97",  # compress
+        "compress.ignored_layers=[layer9.conv1]",  # compress
+        "finetune.distill={method: fitnet, layers: ['nope:layer1']}",  # finetune
+        "data.calibration_samples=100000",  # quantize
     ]
 
 
@@ -201,8 +192,7 @@ def test_runs_with_bad_values_fail_cleanly_and_leave_nothing_half_written(bad_fi
 
     root, marker = bad_files
     failures = _late_failures(root)
-    picked = data.draw(st.lists(st.sampled_from(failures), min_size=1, max_size=2, unique=True))
-    overrides = [o for o, _ in picked]
+    overrides = data.draw(st.lists(st.sampled_from(failures), min_size=1, max_size=2, unique=True))
     if "model.name=vgg11_bn" in overrides:
         overrides.append("model.input_size=8")
     overrides += data.draw(st.lists(st.sampled_from(VALID_NOISE), max_size=2, unique=True))

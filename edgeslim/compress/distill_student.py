@@ -127,10 +127,8 @@ class DistillStudent(Method):
                 from edgeslim.finetune.train import TrainSpec, train
                 from edgeslim.recipe import BaselineCfg
 
-                b = BaselineCfg()
-                history = train(student, job.data, TrainSpec(opts.epochs or b.epochs, b.lr, b.optimizer,
-                                                             0.9, b.weight_decay, job.batch_size, job.seed,
-                                                             warmup_epochs=b.warmup_epochs),
+                history = train(student, job.data, TrainSpec.of(BaselineCfg(), batch_size=job.batch_size,
+                                                                seed=job.seed, epochs=opts.epochs or None),
                                 loss_fn=loss_fn, extra_params=extra, description=description)
         finally:
             loss_fn.close()  # the hooks must not stay on the teacher or the student

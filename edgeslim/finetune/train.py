@@ -39,13 +39,24 @@ class TrainSpec:
     weight_decay: float = 5e-4
     batch_size: int = 64
     seed: int = 0
-    warmup_steps: int = 0
-    # Linear lr warm-up, in epochs (used when warmup_steps is 0), never more than a quarter of
-    # the schedule: a 1-2 epoch run still decays its lr.
+    # Linear lr warm-up, in epochs, never more than a quarter of the schedule: a 1-2 epoch run
+    # still decays its lr.
     warmup_epochs: float = 0.0
     # Resume the schedule at this epoch: the lr follows the cosine over start_epoch + epochs
     # epochs from there (lottery-ticket rewinding replays the rest of a schedule).
     start_epoch: int = 0
+
+    @classmethod
+    def of(cls, section: Any, *, batch_size: int, seed: int, epochs: Optional[int] = None) -> "TrainSpec":
+        """The recipe's ``baseline`` or ``finetune`` section as a spec (``epochs`` overrides its own).
+
+        Example::
+
+            spec = TrainSpec.of(recipe.finetune, batch_size=recipe.data.batch_size, seed=recipe.seed)
+        """
+        momentum = getattr(section, "momentum", 0.9)  # the baseline section has none: it trains at 0.9
+        return cls(section.epochs if epochs is None else epochs, section.lr, section.optimizer, momentum,
+                   section.weight_decay, batch_size, seed, warmup_epochs=section.warmup_epochs)
 
 
 def make_optimizer(params, spec: TrainSpec) -> torch.optim.Optimizer:
@@ -118,7 +129,7 @@ def train(
     per_rank = spec.batch_size // size
     steps_per_epoch = max(1, len(sampler) // per_rank)
     total_steps = steps_per_epoch * (spec.start_epoch + spec.epochs)
-    warmup = spec.warmup_steps or round(min(spec.warmup_epochs * steps_per_epoch, total_steps / 4))
+    warmup = round(min(spec.warmup_epochs * steps_per_epoch, total_steps / 4))
     dm = distributed.prepare(model)
     step = steps_per_epoch * spec.start_epoch
     try:

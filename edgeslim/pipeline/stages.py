@@ -49,10 +49,8 @@ def baseline(workdir: Path, recipe: Recipe, data, ctx: Context) -> dict[str, Any
         load_weights(model, recipe.model.weights)
         source = "weights"
     else:
-        b = recipe.baseline
-        history = train(model, data, TrainSpec(b.epochs, b.lr, b.optimizer, 0.9, b.weight_decay,
-                                               recipe.data.batch_size, recipe.seed,
-                                               warmup_epochs=b.warmup_epochs),
+        history = train(model, data, TrainSpec.of(recipe.baseline, batch_size=recipe.data.batch_size,
+                                                  seed=recipe.seed),
                         reporter=ctx.reporter, description="baseline")
         source = "trained"
     check_finite(model, "baseline model")
@@ -71,20 +69,15 @@ def compress(workdir: Path, baseline_dir: Path, recipe: Recipe, data, ctx: Conte
     ft = recipe.finetune
 
     def finetune_between(m, epochs: int) -> None:
-        train(m, data, TrainSpec(epochs, ft.lr, ft.optimizer, ft.momentum, ft.weight_decay,
-                                 recipe.data.batch_size, recipe.seed, warmup_epochs=ft.warmup_epochs),
+        train(m, data, TrainSpec.of(ft, batch_size=recipe.data.batch_size, seed=recipe.seed, epochs=epochs),
               reporter=ctx.reporter, description="prune-step fine-tune",
               after_step=method.after_step(m))
 
     def train_job(m, *, epochs=None, loss_fn=None, extra_params=None, from_scratch=False,
                   description="train", after_step=None, start_epoch=0):
         # from scratch (a distilled student): the baseline's settings, which its cache key covers
-        b = recipe.baseline
-        spec = TrainSpec(b.epochs if epochs is None else epochs, b.lr, b.optimizer, 0.9,
-                         b.weight_decay, recipe.data.batch_size, recipe.seed,
-                         warmup_epochs=b.warmup_epochs) if from_scratch else \
-            TrainSpec(ft.epochs if epochs is None else epochs, ft.lr, ft.optimizer, ft.momentum,
-                      ft.weight_decay, recipe.data.batch_size, recipe.seed, warmup_epochs=ft.warmup_epochs)
+        spec = TrainSpec.of(recipe.baseline if from_scratch else ft, batch_size=recipe.data.batch_size,
+                            seed=recipe.seed, epochs=epochs)
         spec.start_epoch = start_epoch
         return train(m, data, spec, reporter=ctx.reporter, loss_fn=loss_fn, extra_params=extra_params,
                      after_step=after_step or method.after_step(m), description=description)
@@ -126,9 +119,7 @@ def finetune(workdir: Path, compress_dir: Path, baseline_dir: Path, recipe: Reci
 
         loss_fn, extra = build_distillation(ft.distill, student=model, baseline_dir=baseline_dir,
                                             example=example_input(recipe, 2))
-    history = train(model, data, TrainSpec(ft.epochs, ft.lr, ft.optimizer, ft.momentum,
-                                           ft.weight_decay, recipe.data.batch_size, recipe.seed,
-                                           warmup_epochs=ft.warmup_epochs),
+    history = train(model, data, TrainSpec.of(ft, batch_size=recipe.data.batch_size, seed=recipe.seed),
                     reporter=ctx.reporter, loss_fn=loss_fn, extra_params=extra,
                     after_step=method.after_step(model), description="fine-tune")
     check_finite(model, "fine-tuned model")

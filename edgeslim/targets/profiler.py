@@ -55,7 +55,7 @@ def time_infer(runner: Runner, x: np.ndarray, cfg: Any) -> dict[str, Any]:
         if len(times) >= cfg.min_iterations and len(times) % 5 == 0:
             ci = median_ci(times)
             elapsed = time.perf_counter() - start
-            if (ci <= cfg.ci_threshold and elapsed >= min(getattr(cfg, "min_seconds", 0.0), cfg.max_seconds)) \
+            if (ci <= cfg.ci_threshold and elapsed >= min(cfg.min_seconds, cfg.max_seconds)) \
                     or elapsed > cfg.max_seconds:
                 break
     ci = median_ci(times)

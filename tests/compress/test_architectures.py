@@ -6,6 +6,7 @@ exports to ONNX with parity in ONNX Runtime. What cannot be pruned is left out o
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -100,7 +101,11 @@ EXPORT_ARCHS = [pytest.param(*a, id=i, marks=() if i in _QUICK_EXPORT else pytes
 
 @pytest.mark.parametrize("name,kwargs,size", EXPORT_ARCHS)
 def test_pruned_model_exports_to_onnx_with_parity(name, kwargs, size, datasets, tmp_path):
-    _onnx_parity(name, kwargs, size, datasets[size], "l1", tmp_path)
+    e = _export_pruned(name, kwargs, size, datasets[size], "l1", tmp_path)
+    assert e.parity_passed
+    np.testing.assert_allclose(e.onnx_out, e.torch_out, atol=1e-3, rtol=1e-3)
+    # the exported graph carries the pruned widths, not the original ones
+    assert e.onnx_weights <= e.pruned_tensors and e.onnx_weights < 0.85 * e.base_params
 
 
 @pytest.mark.slow
@@ -110,24 +115,35 @@ def test_every_criterion_exports_with_parity(name, kwargs, size, method, dataset
     if method == "slimming" and name == "plain_cnn":
         pytest.skip("slimming needs BatchNorm (tested as an error in test_criteria)")
     opts = {"sparsity_epochs": 0} if method == "slimming" else {}
-    _onnx_parity(name, kwargs, size, datasets[size], method, tmp_path, **opts)
+    e = _export_pruned(name, kwargs, size, datasets[size], method, tmp_path, **opts)
+    assert e.parity_passed
+    np.testing.assert_allclose(e.onnx_out, e.torch_out, atol=1e-3, rtol=1e-3)
+    assert e.onnx_weights <= e.pruned_tensors and e.onnx_weights < 0.85 * e.base_params
 
 
-def _onnx_parity(name, kwargs, size, data, method, out_dir, **opts):
+class _Exported(NamedTuple):
+    parity_passed: bool  # the exporter's own parity check against PyTorch
+    onnx_out: np.ndarray  # the ONNX file run in ONNX Runtime...
+    torch_out: np.ndarray  # ...and the pruned PyTorch model, on the same input
+    onnx_weights: int  # numbers stored in the graph's initializers
+    pruned_tensors: int  # parameters and buffers of the pruned model
+    base_params: int  # parameters of the unpruned model
+
+
+def _export_pruned(name, kwargs, size, data, method, out_dir, **opts) -> _Exported:
+    import onnx
+
     base, pruned, _, example, _ = _prune(name, kwargs, size, data, method, **opts)
     x, out = _check_pruned(base, pruned, example, size)
     art = OnnxExporter().export(pruned, x.numpy(), out_dir, cfg=ExportCfg(), variant="compressed", method=method)
-    assert art.info["parity"]["passed"]
     sess = ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
-    np.testing.assert_allclose(got, out.numpy(), atol=1e-3, rtol=1e-3)
-    # the exported graph carries the pruned widths, not the original ones
-    import onnx
-
     graph = onnx.load(str(art.path))
-    n_weights = sum(int(np.prod(t.dims)) for t in graph.graph.initializer)
-    assert n_weights <= sum(p.numel() for p in pruned.parameters()) + sum(
-        b.numel() for b in pruned.buffers())
+    return _Exported(
+        parity_passed=bool(art.info["parity"]["passed"]), onnx_out=got, torch_out=out.numpy(),
+        onnx_weights=sum(int(np.prod(t.dims)) for t in graph.graph.initializer),
+        pruned_tensors=sum(p.numel() for p in pruned.parameters()) + sum(b.numel() for b in pruned.buffers()),
+        base_params=sum(p.numel() for p in base.parameters()))
 
 
 def test_user_model_channel_slice_is_left_out_not_mispruned(datasets):

@@ -21,52 +21,51 @@ def _tiny():
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
 
 
-def _lrs(data, spec: TrainSpec) -> list[float]:
-    """The learning rate of every optimizer step (read in the loss hook, before the step)."""
-    seen: list[float] = []
-    model = _tiny()
-    opt_lr = {}
-
-    def hook(m, x, y, logits):
-        seen.append(opt_lr["group"]["lr"])
-        return logits.sum() * 0
-
-    # the loop sets the lr on its optimizer's param groups; catch the optimizer it makes
+@pytest.fixture
+def lrs(data, monkeypatch):
+    """lrs(spec): the learning rate of every optimizer step (read in the loss hook, before the step)."""
     import edgeslim.finetune.train as t
 
+    groups = []
     make = t.make_optimizer
 
-    def spy(params, s):
+    def spy(params, s):  # the loop sets the lr on its optimizer's param groups: keep a handle
         opt = make(params, s)
-        opt_lr["group"] = opt.param_groups[0]
+        groups.append(opt.param_groups[0])
         return opt
 
-    t.make_optimizer = spy
-    try:
-        train(model, data, spec, loss_fn=hook)
-    finally:
-        t.make_optimizer = make
-    return seen
+    monkeypatch.setattr(t, "make_optimizer", spy)
+
+    def run(spec: TrainSpec) -> list[float]:
+        seen: list[float] = []
+
+        def hook(m, x, y, logits):
+            seen.append(groups[-1]["lr"])
+            return logits.sum() * 0
+
+        train(_tiny(), data, spec, loss_fn=hook)
+        return seen
+
+    return run
 
 
-def test_warmup_rises_linearly_then_decays(data):
-    spec = TrainSpec(4, 0.1, batch_size=64, warmup_epochs=1)  # 256 images: 4 steps per epoch
-    lrs = _lrs(data, spec)
+def test_warmup_rises_linearly_then_decays(lrs):
+    lrs = lrs(TrainSpec(4, 0.1, batch_size=64, warmup_epochs=1))  # 256 images: 4 steps per epoch
     assert len(lrs) == 16
     assert lrs[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
     assert lrs[4] == pytest.approx(0.1) and all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
     assert lrs[-1] < 0.01
 
 
-def test_warmup_is_capped_at_a_quarter_of_the_schedule(data):
-    lrs = _lrs(data, TrainSpec(1, 0.1, batch_size=64, warmup_epochs=1))  # 4 steps: 1 of warm-up
+def test_warmup_is_capped_at_a_quarter_of_the_schedule(lrs):
+    lrs = lrs(TrainSpec(1, 0.1, batch_size=64, warmup_epochs=1))  # 4 steps: 1 of warm-up
     # uncapped, the whole epoch would be warm-up (0.025, 0.05, ...) and the lr would never decay
     assert lrs[0] == pytest.approx(0.1)  # one warm-up step reaches the peak at once
     assert lrs[1] == pytest.approx(0.1) and lrs[3] < lrs[2] < lrs[1]
 
 
-def test_no_warmup_starts_at_the_peak(data):
-    lrs = _lrs(data, TrainSpec(2, 0.1, batch_size=64))
+def test_no_warmup_starts_at_the_peak(lrs):
+    lrs = lrs(TrainSpec(2, 0.1, batch_size=64))
     assert lrs[0] == pytest.approx(0.1) and lrs[-1] < lrs[0]
 
 
@@ -80,3 +79,13 @@ def test_cosine_lr_endpoints():
 def test_recipe_defaults_warm_the_baseline_only():
     r = load_recipe()
     assert r.baseline.warmup_epochs == 1 and r.finetune.warmup_epochs == 0
+
+
+def test_spec_of_a_recipe_section():
+    r = load_recipe(overrides=["finetune.momentum=0.8", "baseline.epochs=3"])
+    b = TrainSpec.of(r.baseline, batch_size=32, seed=5)
+    assert (b.epochs, b.lr, b.momentum, b.weight_decay, b.warmup_epochs, b.batch_size, b.seed) == \
+        (3, r.baseline.lr, 0.9, r.baseline.weight_decay, 1, 32, 5)
+    f = TrainSpec.of(r.finetune, batch_size=32, seed=5, epochs=2)
+    assert (f.epochs, f.lr, f.momentum, f.weight_decay, f.warmup_epochs) == \
+        (2, r.finetune.lr, 0.8, r.finetune.weight_decay, 0)
