@@ -47,14 +47,14 @@ class Builder:
         self.model.eval()
         self.calibration = self.data.calibration(calibration)
 
-    def pruned(self, method: str = "l1", ratio: float = 0.5):
+    def pruned(self, method: str = "l1", ratio: float = 0.5, round_to: int | None = 8):
         import torch
 
         from edgeslim.compress import METHODS, CompressJob
         from edgeslim.recipe import CompressCfg
 
         job = CompressJob(model=copy.deepcopy(self.model), example_inputs=torch.from_numpy(self.sample[:1]),
-                          data=self.data, cfg=CompressCfg(method=method, ratio=ratio), options=None,
+                          data=self.data, cfg=CompressCfg(method=method, ratio=ratio, round_to=round_to), options=None,
                           spec={"name": self.name, "num_classes": 1000, "kwargs": {}}, batch_size=16)
         return METHODS.get(method).apply(job).eval()
 

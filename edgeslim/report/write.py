@@ -10,6 +10,7 @@ from typing import Any
 
 from edgeslim.io import atomic_write_text, read_json, sha256_file, write_json
 from edgeslim.recipe import Recipe, recipe_to_dict
+from edgeslim.report.speedup import speedup_section
 from edgeslim.report.table import markdown_table
 
 PACKAGES = ("edgeslim", "torch", "onnx", "onnxruntime", "openvino", "nncf", "torch-pruning", "numpy")
@@ -82,6 +83,8 @@ def write_reports(summary: Any, recipe: Recipe) -> None:
         "Latency is measured on the artifact in its runtime, not on the PyTorch model; accuracy is "
         "the artifact's own on the validation split. Sizes count every file an artifact needs.",
     ]
+    at = md.index("## How these were measured")
+    md[at:at] = speedup_section(rows, comp_report, recipe.compress.round_to)
     if comp_report.get("family") == "unstructured":  # zeros: smaller zipped, not faster
         from edgeslim.compress.sparsity import sparsity_section
 

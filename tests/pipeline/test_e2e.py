@@ -72,6 +72,13 @@ def test_reports_and_manifest(run):
     head, artifacts = md.split("## Artifacts")
     assert "| method | format |" in artifacts and "| method |" not in head  # the table is under its heading
     assert md.count("| l1 | onnx |") == 3 and md.count("| none | onnx |") == 3
+    bought = md.split("## What compression bought")[1].split("## How these were measured")[0]
+    rows = {r["id"]: r for r in read_json(out / "results.json")}
+    for p in ("fp32", "fp16", "int8"):  # each compressed artifact against its baseline twin, measured
+        b, c = rows[f"baseline/onnx/{p}"], rows[f"compressed/onnx/{p}"]
+        speedup = b["latency_ms"]["p50"] / c["latency_ms"]["p50"]
+        assert f"| cpu | onnx | {p} | {b['macs'] / c['macs']:.2f}x fewer | " in bought
+        assert f"| {speedup:.2f}x | {speedup * c['macs'] / b['macs']:.2f} |" in bought
     man = read_json(out / "manifest.json")
     assert man["versions"]["torch"] and man["versions"]["onnxruntime"] == ort.__version__
     assert man["recipe"]["data"]["limit_train"] == 192

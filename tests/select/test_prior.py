@@ -92,3 +92,26 @@ def test_every_candidate_is_a_valid_recipe(opts):
         r = candidate_recipe(recipe, c)
         assert r.name == f"default-{c.name}"
         assert set(r.quantize.precisions) <= {"fp32", "fp16", "bf16", "int8"}
+
+
+@pytest.mark.parametrize("isa, aligned", [(["avx2"], []), (["avx2", "avx512f", "avx512_vnni"], ["l1-50-a16"])])
+def test_an_avx512_host_adds_a_candidate_aligned_to_its_channel_block(monkeypatch, isa, aligned):
+    from edgeslim.targets import base
+
+    monkeypatch.setattr(base, "cpu_info", lambda: {"cpu": "test", "isa": isa, "machine": "x86_64"})
+    recipe, cands = proposals(targets=("cpu",), **SETS["tight-latency"])
+    assert [c.name for c in cands if c.delta.get("compress.round_to")] == aligned
+    for c in cands:
+        if c.name in aligned:
+            r = candidate_recipe(recipe, c)
+            assert r.compress.round_to == 16 and r.compress.ratio == 0.5 and r.quantize.precisions == ["int8"]
+            assert "multiples of 16" in c.reason and c.rule == "cpu-latency"
+    # an edge device is not this host: its ISA is unknown, so no aligned candidate for it alone
+    _, edge_only = proposals(targets=("edge",), **SETS["tight-latency"])
+    assert not any(c.delta.get("compress.round_to") for c in edge_only)
+
+
+def test_vector_block_reads_this_host():
+    with open("/proc/cpuinfo") as f:
+        avx512 = any(line.startswith("flags") and "avx512f" in line.split() for line in f)
+    assert prior.vector_block() == (16 if avx512 else 8)
