@@ -115,7 +115,8 @@ def markdown(results: dict) -> str:
     verdicts = []
     for (model, ratio, target), rs in groups.items():
         out += [f"## {model}, L1 {ratio}, `{target}`", "",
-                "| variant | MACs | conv widths | format | precision (executed) | bytes | p50 ms | spread | vs unpruned |",
+                "| variant | MACs | conv widths | format | precision (executed) | bytes | p50 ms | spread "
+                "| vs unpruned |",
                 "|---|---|---|---|---|---|---|---|---|"]
         ref = {(r["format"], r["precision"]): r["p50_ms"] for r in rs if r["round_to"] is None}
         for r in rs:

@@ -190,9 +190,14 @@ def propose(recipe: Recipe, c: Constraints) -> list[Candidate]:
                 {"compress.method": crit, "compress.ratio": 0.5, "compress.round_to": block},
                 method=crit or "l1", precisions=["int8"])
         if latency_bound:
+            # layers are timed one at a time, which cannot see the kernels' channel blocks: align to them
+            aligned = f", channel counts at multiples of {block}" if block > 8 else ""
+            delta = {"compress.method": "latency", "compress.ratio": 0.5}
+            if aligned:
+                delta["compress.round_to"] = block
             add("latency-50", "cpu-latency", f"{where}: latency-aware structured pruning (ratio 0.5, "
-                f"channels ranked by their measured cost on this machine), {ft}, then INT8",
-                {"compress.method": "latency", "compress.ratio": 0.5}, method="latency", precisions=["int8"])
+                f"channels ranked by their measured cost on this machine{aligned}), {ft}, then INT8",
+                delta, method="latency", precisions=["int8"])
     if edge or c.size_bound:
         where = (f"max_bytes is {c.max_bytes:,} bytes" if c.size_bound else
                  f"{', '.join(edge)} is an edge device, where model size is the main problem")

@@ -20,7 +20,8 @@ def test_table_sets_each_compressed_artifact_against_its_baseline_twin():
     md = speedup_section(rows, {"channels": CHANNELS}, 8)
     assert md[0] == "## What compression bought"
     body = [line for line in md if line.startswith("| cpu")]
-    assert body == ["| cpu | onnx | fp32 | 4.00x fewer | 0.400 → 0.200 | 2.00x | 0.50 |"]  # the failed int8 has no row
+    # the failed int8 has no row
+    assert body == ["| cpu | onnx | fp32 | 4.00x fewer | 0.400 → 0.200 | 2.00x | 0.50 |"]
     assert not any(line.startswith("- ") for line in md)  # 0.50 of the MAC promise is not poor
 
 

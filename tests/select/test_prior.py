@@ -94,7 +94,8 @@ def test_every_candidate_is_a_valid_recipe(opts):
         assert set(r.quantize.precisions) <= {"fp32", "fp16", "bf16", "int8"}
 
 
-@pytest.mark.parametrize("isa, aligned", [(["avx2"], []), (["avx2", "avx512f", "avx512_vnni"], ["l1-50-a16"])])
+@pytest.mark.parametrize("isa, aligned", [(["avx2"], []),
+                                          (["avx2", "avx512f", "avx512_vnni"], ["l1-50-a16", "latency-50"])])
 def test_an_avx512_host_adds_a_candidate_aligned_to_its_channel_block(monkeypatch, isa, aligned):
     from edgeslim.targets import base
 
@@ -105,6 +106,7 @@ def test_an_avx512_host_adds_a_candidate_aligned_to_its_channel_block(monkeypatc
         if c.name in aligned:
             r = candidate_recipe(recipe, c)
             assert r.compress.round_to == 16 and r.compress.ratio == 0.5 and r.quantize.precisions == ["int8"]
+            assert r.compress.method == ("latency" if c.name == "latency-50" else "l1")
             assert "multiples of 16" in c.reason and c.rule == "cpu-latency"
     # an edge device is not this host: its ISA is unknown, so no aligned candidate for it alone
     _, edge_only = proposals(targets=("edge",), **SETS["tight-latency"])
