@@ -4,13 +4,14 @@ ONNX Runtime's CPU kernels (MLAS) and OpenVINO's (oneDNN) keep convolution activ
 blocked channel layout whose block is the SIMD width in fp32 lanes: 8 channels on AVX2,
 16 on AVX-512. A layer whose channel count is not a multiple of the block leaves that
 layout (reorders around it, or a plain-layout kernel), which can cost more than the MACs
-pruning saved. This benchmark prunes the same random-weight models with L1 at the same
-ratios, keeping channel counts at multiples of 8 and of 16, and times every artifact
+pruning saved. This benchmark prunes the same random-weight models (L1 unless a spec names
+another criterion) at the same ratios, keeping channel counts at multiples of 8 and of 16, and times every artifact
 (ONNX FP32/INT8, OpenVINO FP32/INT8) on ``cpu`` and ``edge`` in interleaved rounds (median
 of rounds), next to the unpruned model.
 
     python benchmarks/alignment.py                 # resnet20, resnet56 at 32; mobilenet_v2 at 224
     python benchmarks/alignment.py --models resnet20:32:0.5 --rounds 3
+    python benchmarks/alignment.py --models resnet20:32:0.5:latency --append   # add rows to the results
     python benchmarks/alignment.py --rewrite       # only the Markdown, from alignment.json
 
 Writes benchmarks/results/alignment.{md,json}.
@@ -35,12 +36,13 @@ def build(spec: str, work: Path, formats: list[str]) -> list[dict]:
 
     from edgeslim.compress.pruner import count_macs_params
 
-    name, size, ratio = spec.split(":")
+    name, size, ratio, method = (spec.split(":") + ["l1"])[:4]
     b = Builder(work / spec.replace(":", "-"), name, int(size), calibration=32)
     example = torch.from_numpy(b.sample[:1])
     variants = [("unpruned", None, b.model)]
     for align in (8, 16):
-        variants.append((f"l1 {ratio}, round_to {align}", align, b.pruned("l1", float(ratio), round_to=align)))
+        variants.append((f"{method} {ratio}, round_to {align}", align,
+                         b.pruned(method, float(ratio), round_to=align)))
     arts = []
     for label, align, model in variants:
         macs, params = count_macs_params(model, example)
@@ -48,7 +50,8 @@ def build(spec: str, work: Path, formats: list[str]) -> list[dict]:
         for fmt in formats:
             fp32 = b.export(model, fmt, f"{label.replace(' ', '').replace(',', '-')}")
             for art in (fp32, b.quantize(fp32)):
-                arts.append({"model": f"{name}@{size}", "ratio": float(ratio), "variant": label, "round_to": align,
+                arts.append({"model": f"{name}@{size}", "method": method, "ratio": float(ratio), "variant": label,
+                             "round_to": align,
                              "format": fmt, "precision": art.precision, "macs": macs, "params": params,
                              "bytes": art.bytes, "widths": widths, "artifact": art, "sample": b.sample[:1]})
     return arts
@@ -56,7 +59,10 @@ def build(spec: str, work: Path, formats: list[str]) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=MODELS, help="name:input_size:ratio, comma-separated")
+    ap.add_argument("--models", default=MODELS, help="name:input_size:ratio[:method], comma-separated")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the other models' rows of alignment.json (rows of the same model, method and ratio "
+                         "are replaced)")
     ap.add_argument("--formats", default="onnx,openvino")
     ap.add_argument("--targets", default="cpu,edge")
     ap.add_argument("--rounds", type=int, default=3)
@@ -95,6 +101,11 @@ def main() -> None:
                      "spread": spread(ps), "precision_executed": executed[(i, tname)]})
     results = {"machine": machine(), "rounds": args.rounds, "profile": cfg.model_dump(), "rows": rows,
                "wall_s": round(time.perf_counter() - t0, 1)}
+    if args.append and (RESULTS / "alignment.json").is_file():
+        old = json.loads((RESULTS / "alignment.json").read_text())
+        new = {(r["model"], r["method"], r["ratio"]) for r in rows}
+        results["rows"] = [r for r in old["rows"] if (r["model"], r.get("method", "l1"), r["ratio"]) not in new] + rows
+        results["wall_s"] = round(old["wall_s"] + results["wall_s"], 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "alignment.json").write_text(json.dumps(results, indent=1))
     (RESULTS / "alignment.md").write_text(markdown(results))
@@ -111,10 +122,10 @@ def markdown(results: dict) -> str:
            ""]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["model"], r["ratio"], r["target"]), []).append(r)
+        groups.setdefault((r["model"], r.get("method", "l1"), r["ratio"], r["target"]), []).append(r)
     verdicts = []
-    for (model, ratio, target), rs in groups.items():
-        out += [f"## {model}, L1 {ratio}, `{target}`", "",
+    for (model, method, ratio, target), rs in groups.items():
+        out += [f"## {model}, {method} {ratio}, `{target}`", "",
                 "| variant | MACs | conv widths | format | precision (executed) | bytes | p50 ms | spread "
                 "| vs unpruned |",
                 "|---|---|---|---|---|---|---|---|---|"]
@@ -128,11 +139,11 @@ def markdown(results: dict) -> str:
         for fmt, prec in ref:
             by = {r["round_to"]: r for r in rs if r["format"] == fmt and r["precision"] == prec}
             if 8 in by and 16 in by:
-                verdicts.append((model, ratio, target, fmt, prec, by[8]["p50_ms"] / by[16]["p50_ms"],
+                verdicts.append((model, f"{method} {ratio}", target, fmt, prec, by[8]["p50_ms"] / by[16]["p50_ms"],
                                  by[8]["macs"] / by[16]["macs"]))
     out += ["## round_to 8 ÷ round_to 16", "",
             "p50 ratio > 1: aligning to 16 is faster although it keeps more MACs (MAC ratio < 1).", "",
-            "| model | ratio | target | format | precision | p50 (8) ÷ p50 (16) | MACs (8) ÷ MACs (16) |",
+            "| model | pruning | target | format | precision | p50 (8) ÷ p50 (16) | MACs (8) ÷ MACs (16) |",
             "|---|---|---|---|---|---|---|"]
     for v in verdicts:
         out.append(f"| {v[0]} | {v[1]} | {v[2]} | {v[3]} | {v[4]} | {v[5]:.2f} | {v[6]:.2f} |")

@@ -18,9 +18,10 @@ pruner, which removes the lowest-L1 channels of each group.
 Latency is measured for the ``cpu`` target's runtime (ONNX Runtime CPU, batch 1, the
 target's thread count unless ``latency_threads`` is set); other targets are not timed here.
 Each layer is timed alone, in its own graph, so what a whole network pays for channel
-counts its kernels do not block by (16 on AVX-512) is not seen: on an AVX-512 Xeon a
-digits resnet20 at ratio 0.5 ran INT8 at 0.320 ms with ``round_to: 8`` and 0.234 ms with
-``round_to: 16`` (the unpruned model: 0.274 ms). ``edgeslim plan`` aligns it to the block.
+counts that are not multiples of its kernels' block is not seen: on an AVX-512 Xeon a
+resnet20 at ratio 0.5 ran INT8 in ONNX Runtime at 0.341 ms with ``round_to: 8`` and
+0.244 ms with ``round_to: 16`` (benchmarks/results/alignment.md). On such a host
+``edgeslim plan`` aligns this criterion to 16.
 
 Example::
 

@@ -3,13 +3,14 @@ artifact's latency against its baseline twin (same target, format and precision)
 against the MACs it removed.
 
 MACs are what pruning controls; milliseconds are what a deployment gets, and the two part
-ways on small models (per-operator overhead) and on channel counts the CPU's kernels do
-not block by. ONNX Runtime (MLAS) and OpenVINO (oneDNN) keep activations in blocks of 16
-channels on AVX-512 and of 8 on AVX2; on an AVX-512 Xeon a resnet20 pruned to 8-channel
-layers ran *slower* in INT8 than the unpruned one, and the same ratio at multiples of 16
-ran 1.24x faster (benchmarks/results/alignment.md). When a target that measured with
-AVX-512 got less than half the speedup the MACs promise, and the pruned model has channel
-counts that are not multiples of 16, the section says so and names ``compress.round_to``.
+ways on small models (per-operator overhead) and, measured on an AVX-512 Xeon, on channel
+counts that are not multiples of 16: there a digits resnet20 pruned at ratio 0.5 to
+multiples of 8 ran INT8 at 0.297 ms, slower than the unpruned 0.279 ms, and at multiples of
+16 at 0.225 ms (benchmarks/results/plan.md); across 20 INT8 comparisons multiples of 16 were
+1.02-1.40x faster than multiples of 8 at the same ratio (benchmarks/results/alignment.md).
+FP32 went either way, so the section names ``compress.round_to`` only when an INT8
+artifact of a structured method, measured with AVX-512, got less than half the speedup its
+MACs promise and keeps channel counts that are not multiples of 16.
 
 Example::
 
@@ -20,17 +21,12 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+Row = dict[str, Any]
 AVX512_BLOCK = 16
 POOR = 0.5  # speedup / MAC reduction below this is worth a sentence
 
 
-def _block(row: dict[str, Any]) -> Optional[int]:
-    isa = (row.get("semantics") or {}).get("isa") or []
-    return AVX512_BLOCK if "avx512f" in isa else None
-
-
-def speedup_section(rows: list[dict[str, Any]], comp_report: dict[str, Any],
-                    round_to: Optional[int]) -> list[str]:
+def speedup_section(rows: list[Row], comp_report: dict[str, Any], round_to: Optional[int]) -> list[str]:
     """Markdown lines (heading included), or [] when no compressed artifact has a measured twin."""
     ok = {(r["variant"], r["target"], r["format"], r["precision"]): r for r in rows
           if r.get("status") == "ok" and (r.get("latency_ms") or {}).get("p50")}
@@ -41,42 +37,44 @@ def speedup_section(rows: list[dict[str, Any]], comp_report: dict[str, Any],
     lines = ["## What compression bought", "",
              "| target | format | precision | MACs | p50 ms | speedup | speedup ÷ MAC reduction |",
              "|---|---|---|---|---|---|---|"]
-    poor: dict[str, list[str]] = {}
+    poor: dict[str, list[tuple[Row, float]]] = {}
     for base, comp in pairs:
         speedup = base["latency_ms"]["p50"] / comp["latency_ms"]["p50"]
         fewer = base["macs"] / comp["macs"] if base.get("macs") and comp.get("macs") else None
         eff = speedup / fewer if fewer else None
-        lines.append(f"| {comp['target']} | {comp['format']} | {comp['precision']} | "
-                     + (f"{fewer:.2f}x fewer" if fewer else "—") + " | "
+        macs = "—" if fewer is None else f"{fewer:.2f}x fewer" if fewer >= 1 else f"{1 / fewer:.2f}x more"
+        lines.append(f"| {comp['target']} | {comp['format']} | {comp['precision']} | {macs} | "
                      f"{base['latency_ms']['p50']:.3f} → {comp['latency_ms']['p50']:.3f} | {speedup:.2f}x | "
                      + (f"{eff:.2f}" if eff is not None else "—") + " |")
         if eff is not None and eff < POOR and fewer > 1.2:
-            poor.setdefault(comp["target"], []).append(f"{comp['format']} {comp['precision']} {speedup:.2f}x")
+            poor.setdefault(comp["target"], []).append((comp, speedup))
     lines.append("")
     if poor:
         for target, what in poor.items():
-            lines.append(f"- `{target}`: {', '.join(what)} for the MACs removed: less than half of what they "
-                         "promise.")
-        hint = _alignment_hint(pairs, poor, comp_report, round_to)
+            lines.append(f"- `{target}`: " + ", ".join(f"{c['format']} {c['precision']} {s:.2f}x" for c, s in what)
+                         + " for the MACs removed: less than half of what they promise.")
+        hint = _alignment_hint(poor, comp_report, round_to)
         lines += hint or ["- A small model's latency is often set by per-operator overhead rather than "
                           "arithmetic; larger inputs and models are where MACs turn into milliseconds."]
         lines.append("")
     return lines
 
 
-def _alignment_hint(pairs, poor: dict[str, list[str]], comp_report: dict[str, Any],
+def _alignment_hint(poor: dict[str, list[tuple[Row, float]]], comp_report: dict[str, Any],
                     round_to: Optional[int]) -> list[str]:
-    blocks = {comp["target"]: _block(comp) for _, comp in pairs if comp["target"] in poor}
-    targets = sorted(t for t, b in blocks.items() if b)
-    if not targets:
-        return []
+    if comp_report.get("family") != "structured" or (round_to or 1) % AVX512_BLOCK == 0:
+        return []  # factorized or distilled models have no pruned channel counts to align
+    targets = sorted(t for t, what in poor.items()
+                     if any(c["precision"] == "int8" and "avx512f" in ((c.get("semantics") or {}).get("isa") or [])
+                            for c, _ in what))
     off = {name: c["after"] for name, c in (comp_report.get("channels") or {}).items()
-           if c["after"] < c["before"] and c["after"] % AVX512_BLOCK}
-    if not off or (round_to or 1) % AVX512_BLOCK == 0:
+           if isinstance(c.get("after"), int) and isinstance(c.get("before"), int)
+           and c["after"] < c["before"] and c["after"] % AVX512_BLOCK}
+    if not targets or not off:
         return []
     example = ", ".join(f"{n}: {w}" for n, w in list(off.items())[:3])
-    return [f"- {', '.join(f'`{t}`' for t in targets)} measured on AVX-512, whose kernels in ONNX Runtime and "
-            f"OpenVINO block channels by {AVX512_BLOCK}; {len(off)} pruned layer"
-            f"{'s keep' if len(off) != 1 else ' keeps'} a count that is not a multiple of {AVX512_BLOCK} "
-            f"({example}). Try `--set compress.round_to={AVX512_BLOCK}` (on one AVX-512 Xeon, INT8 ran 1.02-1.38x "
-            "faster than at multiples of 8 at the same ratio: benchmarks/results/alignment.md)."]
+    return [f"- {', '.join(f'`{t}`' for t in targets)} measured INT8 with AVX-512, and {len(off)} pruned layer"
+            f"{'s keep' if len(off) != 1 else ' keeps'} a channel count that is not a multiple of {AVX512_BLOCK} "
+            f"({example}). Try `--set compress.round_to={AVX512_BLOCK}`: on an AVX-512 Xeon, INT8 at multiples of "
+            f"{AVX512_BLOCK} ran 1.02-1.40x faster than at multiples of 8 at the same ratio "
+            "(benchmarks/results/alignment.md)."]

@@ -97,14 +97,19 @@ def _structured(recipe: Recipe) -> Optional[str]:
 
 
 def vector_block() -> int:
-    """Channels per block in this host CPU's convolution kernels: 16 with AVX-512, else 8.
+    """The channel multiple the prior aligns CPU candidates to on this host: 16 with AVX-512, else 8.
 
-    ONNX Runtime (MLAS) and OpenVINO (oneDNN) keep activations in a channel-blocked layout
-    whose block is the SIMD width in fp32 lanes. On an AVX-512 Xeon, INT8 models pruned to
-    multiples of 16 ran 1.02-1.38x faster than the same ratio at multiples of 8, although
-    they keep up to 3.4x the MACs (benchmarks/results/alignment.md). FP32 went either way
-    (0.72-1.31x), so the prior proposes the aligned candidate next to the others and lets the
-    measurement decide.
+    Measured, not derived: on an AVX-512 Xeon, INT8 models pruned to multiples of 16 ran
+    1.02-1.40x faster than the same ratio at multiples of 8 in 20 of 20 comparisons (l1 and
+    latency; ONNX Runtime and OpenVINO; cpu and edge), although they keep up to 3.4x the MACs
+    (benchmarks/results/alignment.md); the likely cause is that both runtimes block
+    activations by the SIMD width in fp32 lanes. FP32 went either way (0.72-1.43x), so the
+    prior proposes the aligned candidate next to the others and lets the measurement decide.
+
+    Example::
+
+        >>> vector_block()  # on an AVX-512 Xeon
+        16
     """
     from edgeslim.targets.base import cpu_info
 

@@ -108,12 +108,6 @@ def test_an_avx512_host_adds_a_candidate_aligned_to_its_channel_block(monkeypatc
             assert r.compress.round_to == 16 and r.compress.ratio == 0.5 and r.quantize.precisions == ["int8"]
             assert r.compress.method == ("latency" if c.name == "latency-50" else "l1")
             assert "multiples of 16" in c.reason and c.rule == "cpu-latency"
-    # an edge device is not this host: its ISA is unknown, so no aligned candidate for it alone
-    _, edge_only = proposals(targets=("edge",), **SETS["tight-latency"])
-    assert not any(c.delta.get("compress.round_to") for c in edge_only)
-
-
-def test_vector_block_reads_this_host():
-    with open("/proc/cpuinfo") as f:
-        avx512 = any(line.startswith("flags") and "avx512f" in line.split() for line in f)
-    assert prior.vector_block() == (16 if avx512 else 8)
+    by_name = {c.name: candidate_recipe(recipe, c) for c in cands}
+    assert by_name["latency-50"].compress.round_to == (16 if aligned else 8)  # the recipe's default otherwise
+    assert ("l1-50-a16" in by_name) == bool(aligned) and by_name["l1-50"].compress.round_to == 8
