@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from edgeslim.targets.base import channel_block
+
 Row = dict[str, Any]
-AVX512_BLOCK = 16
 POOR = 0.5  # speedup / MAC reduction below this is worth a sentence
 
 
@@ -62,19 +63,21 @@ def speedup_section(rows: list[Row], comp_report: dict[str, Any], round_to: Opti
 
 def _alignment_hint(poor: dict[str, list[tuple[Row, float]]], comp_report: dict[str, Any],
                     round_to: Optional[int]) -> list[str]:
-    if comp_report.get("family") != "structured" or (round_to or 1) % AVX512_BLOCK == 0:
+    """Only INT8 is evidence (FP32 went either way), and only a CPU whose block is wider than 8."""
+    blocks = {t: channel_block((c.get("semantics") or {}).get("isa") or []) for t, what in poor.items()
+              for c, _ in what if c["precision"] == "int8"}
+    block = max(blocks.values(), default=8)
+    if block <= 8 or comp_report.get("family") != "structured" or (round_to or 1) % block == 0:
         return []  # factorized or distilled models have no pruned channel counts to align
-    targets = sorted(t for t, what in poor.items()
-                     if any(c["precision"] == "int8" and "avx512f" in ((c.get("semantics") or {}).get("isa") or [])
-                            for c, _ in what))
     off = {name: c["after"] for name, c in (comp_report.get("channels") or {}).items()
            if isinstance(c.get("after"), int) and isinstance(c.get("before"), int)
-           and c["after"] < c["before"] and c["after"] % AVX512_BLOCK}
-    if not targets or not off:
+           and c["after"] < c["before"] and c["after"] % block}
+    if not off:
         return []
+    targets = sorted(t for t, b in blocks.items() if b == block)
     example = ", ".join(f"{n}: {w}" for n, w in list(off.items())[:3])
     return [f"- {', '.join(f'`{t}`' for t in targets)} measured INT8 with AVX-512, and {len(off)} pruned layer"
-            f"{'s keep' if len(off) != 1 else ' keeps'} a channel count that is not a multiple of {AVX512_BLOCK} "
-            f"({example}). Try `--set compress.round_to={AVX512_BLOCK}`: on an AVX-512 Xeon, INT8 at multiples of "
-            f"{AVX512_BLOCK} ran 1.02-1.40x faster than at multiples of 8 at the same ratio "
+            f"{'s keep' if len(off) != 1 else ' keeps'} a channel count that is not a multiple of {block} "
+            f"({example}). Try `--set compress.round_to={block}`: on an AVX-512 Xeon, INT8 at multiples of "
+            f"{block} ran 1.02-1.40x faster than at multiples of 8 at the same ratio "
             "(benchmarks/results/alignment.md)."]

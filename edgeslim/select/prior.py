@@ -13,7 +13,8 @@ device), the accuracy drop one accepts, and whether there is compute to retrain"
   friendly) plus FP16 / INT8, in TensorRT when that format is registered;
 - **CPU, latency-bound** (a latency budget, or no budget at all: then latency is what the
   decision minimizes): structured pruning plus INT8 at increasing ratios; on an AVX-512
-  host also ratio 0.5 with channels aligned to 16 (see :func:`vector_block`); and the
+  host also ratio 0.5 with channels aligned to 16 (see :func:`~edgeslim.targets.base.channel_block`,
+  which the prior proposes next to the others so that the measurement decides); and the
   latency-aware criterion when a latency budget is set;
 - **edge, size-bound** (an edge target, or ``max_bytes``): pruning plus INT8 plus
   distillation from the baseline (the pruned student is fine-tuned against the teacher).
@@ -96,26 +97,6 @@ def _structured(recipe: Recipe) -> Optional[str]:
     return next((m for m in STRUCTURED if m in methods), None)
 
 
-def vector_block() -> int:
-    """The channel multiple the prior aligns CPU candidates to on this host: 16 with AVX-512, else 8.
-
-    Measured, not derived: on an AVX-512 Xeon, INT8 models pruned to multiples of 16 ran
-    1.02-1.40x faster than the same ratio at multiples of 8 in 20 of 20 comparisons (l1 and
-    latency; ONNX Runtime and OpenVINO; cpu and edge), although they keep up to 3.4x the MACs
-    (benchmarks/results/alignment.md); the likely cause is that both runtimes block
-    activations by the SIMD width in fp32 lanes. FP32 went either way (0.72-1.43x), so the
-    prior proposes the aligned candidate next to the others and lets the measurement decide.
-
-    Example::
-
-        >>> vector_block()  # on an AVX-512 Xeon
-        16
-    """
-    from edgeslim.targets.base import cpu_info
-
-    return 16 if "avx512f" in cpu_info()["isa"] else 8
-
-
 def propose(recipe: Recipe, c: Constraints) -> list[Candidate]:
     """The candidates for ``recipe`` under ``c``, in the order they run (``ptq`` first)."""
     methods, exporters, _ = _registered()
@@ -187,7 +168,9 @@ def propose(recipe: Recipe, c: Constraints) -> list[Candidate]:
                 f"{where}: structured pruning ({crit}, ratio {ratio}) removes MACs the CPU would spend "
                 f"time on, {ft}, then INT8", {"compress.method": crit, "compress.ratio": ratio},
                 method=crit or "l1", precisions=["int8"])
-        block = vector_block()
+        from edgeslim.targets.base import channel_block, cpu_info
+
+        block = channel_block(cpu_info()["isa"])  # the cpu target is this host
         if block > 8:
             add(f"{crit or 'l1'}-50-a{block}", "cpu-latency",
                 f"{where}: structured pruning ({crit}, ratio 0.5) with channel counts kept at multiples of "
