@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from _artifacts import RESULTS, Builder, machine, spread
+from _noise import add_noise_args, check_quiet, write_result
 
 MODELS = "resnet20:32:0.5,resnet20:32:0.7,resnet56:32:0.5,mobilenet_v2:224:0.5"
 
@@ -67,10 +68,12 @@ def main() -> None:
     ap.add_argument("--targets", default="cpu,edge")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rewrite", action="store_true", help="only rewrite alignment.md from alignment.json")
+    add_noise_args(ap)
     args = ap.parse_args()
-    if args.rewrite:
-        (RESULTS / "alignment.md").write_text(markdown(json.loads((RESULTS / "alignment.json").read_text())))
+    if args.rewrite:  # no new figures: keeps the load check line of the run that measured them
+        write_result(RESULTS / "alignment.md", markdown(json.loads((RESULTS / "alignment.json").read_text())), args)
         return
+    quiet = check_quiet(args)
 
     from edgeslim.recipe import ProfileCfg
     from edgeslim.targets import parse_target
@@ -99,17 +102,17 @@ def main() -> None:
         rows.append({k: v for k, v in a.items() if k not in ("artifact", "sample")} |
                     {"target": tname, "p50_ms": statistics.median(ps), "rounds_p50_ms": ps,
                      "spread": spread(ps), "precision_executed": executed[(i, tname)]})
-    results = {"machine": machine(), "rounds": args.rounds, "profile": cfg.model_dump(), "rows": rows,
+    results = {"machine": {**machine(), "noise_before": quiet}, "rounds": args.rounds, "profile": cfg.model_dump(), "rows": rows,
                "wall_s": round(time.perf_counter() - t0, 1)}
     if args.append and (RESULTS / "alignment.json").is_file():
         old = json.loads((RESULTS / "alignment.json").read_text())
         new = {(r["model"], r["method"], r["ratio"]) for r in rows}
         results["rows"] = [r for r in old["rows"] if (r["model"], r.get("method", "l1"), r["ratio"]) not in new] + rows
         results["wall_s"] = round(old["wall_s"] + results["wall_s"], 1)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "alignment.json").write_text(json.dumps(results, indent=1))
-    (RESULTS / "alignment.md").write_text(markdown(results))
-    print((RESULTS / "alignment.md").read_text())
+    write_result(RESULTS / "alignment.json", json.dumps(results, indent=1), args, quiet=quiet)
+    md = markdown(results)
+    write_result(RESULTS / "alignment.md", md, args, quiet=quiet)
+    print(md)
 
 
 def markdown(results: dict) -> str:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from _artifacts import RESULTS, Builder, machine
+from _noise import add_noise_args, check_quiet, write_result
 
 LIMIT = 0.10
 KEYS = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT",
@@ -98,13 +99,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=None, help="alternations (default 3; --quick: 2)")
     ap.add_argument("--seconds", type=float, default=None, help="time per measurement (default 10; --quick: 3)")
     ap.add_argument("--quick", action="store_true")
+    add_noise_args(ap)
     args = ap.parse_args()
+    quiet = check_quiet(args)
     model = args.model or ("mobilenet_v2" if args.quick else "resnet50")
     rounds = args.rounds or (2 if args.quick else 3)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     precisions = args.precision or ["fp32"]
 
-    results = {"machine": machine(), "model": model, "input_size": args.size, "threads": args.threads,
+    results = {"machine": {**machine(), "noise_before": quiet}, "model": model, "input_size": args.size, "threads": args.threads,
                "rounds": rounds, "seconds": seconds, "limit": LIMIT, "checks": {}}
     with tempfile.TemporaryDirectory(prefix="edgeslim-crosscheck-") as tmp:
         work = Path(tmp)
@@ -130,10 +133,10 @@ def main() -> None:
                 "compiled_benchmark_app": theirs[0]["compiled"],
                 "precision_executed": ours[0]["semantics"]["precision_executed"],
             }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "benchmark_app_crosscheck.json").write_text(json.dumps(results, indent=2, default=str))
+    write_result(RESULTS / "benchmark_app_crosscheck.json", json.dumps(results, indent=2, default=str), args,
+                 quiet=quiet)
     md = markdown(results, args)
-    (RESULTS / "benchmark_app_crosscheck.md").write_text(md)
+    write_result(RESULTS / "benchmark_app_crosscheck.md", md, args, quiet=quiet)
     print(md)
 
 
@@ -144,8 +147,7 @@ def markdown(r: dict, args) -> str:
     lines = ["# edgeslim vs OpenVINO benchmark_app, same IR and settings", "",
              f"{r['model']} at {r['input_size']}×{r['input_size']}, random weights; CPU, {r['threads']} threads, "
              f"LATENCY hint, 1 stream, batch 1, sync API, f32 inference precision; {r['rounds']} alternating "
-             f"rounds of {r['seconds']:g} s each. Machine: {mc['cpu']}, {mc['usable_cores']} usable cores, "
-             f"load average {mc['loadavg_1m_at_start']:.1f} at start (shared CPU: noisy).", "",
+             f"rounds of {r['seconds']:g} s each. Machine: {mc['cpu']}, {mc['usable_cores']} usable cores.", "",
              f"Command: `{cmd}`", "",
              "| IR | precision executed | edgeslim p50 ms | benchmark_app median ms | ratio | within ±10% |",
              "|---|---|---|---|---|---|"]

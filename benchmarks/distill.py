@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:  # run as `python benchmarks/distill.py` from a ch
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from _noise import add_noise_args, check_quiet, write_result  # noqa: E402
 
 from edgeslim.data import load_data  # noqa: E402
 from edgeslim.finetune.distill import LOSSES, build_distillation  # noqa: E402
@@ -69,10 +70,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--out", type=Path, default=RESULTS / "distill")
     ap.add_argument("--render", action="store_true", help="rewrite the .md from the existing .json")
+    add_noise_args(ap)
     args = ap.parse_args()
-    if args.render:
-        write_markdown(json.loads(args.out.with_suffix(".json").read_text()), args.out.with_suffix(".md"))
+    if args.render:  # no new figures: keeps the load check line of the run that measured them
+        write_markdown(json.loads(args.out.with_suffix(".json").read_text()), args.out.with_suffix(".md"), args)
         return
+    quiet = check_quiet(args)
     if args.quick:
         args.input_size, args.teacher_epochs, args.epochs, args.seeds = 16, 3, 3, 1
     if args.threads:
@@ -115,12 +118,11 @@ def main() -> None:
                 "threads": torch.get_num_threads(), "command": " ".join(sys.argv[1:]),
                 "defaults": {n: cls.options_help() for n, cls in LOSSES.items()}}
     result = {"settings": settings, "teacher_accuracy": teacher_acc, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    write_markdown(result, args.out.with_suffix(".md"))
+    write_result(args.out.with_suffix(".json"), json.dumps(result, indent=1), args, quiet=quiet)
+    write_markdown(result, args.out.with_suffix(".md"), args, quiet)
 
 
-def write_markdown(result: dict, path: Path) -> None:
+def write_markdown(result: dict, path: Path, args: argparse.Namespace, quiet: dict | None = None) -> None:
     """The table, and what it does and does not show, from the JSON result."""
     st, rows = result["settings"], result["rows"]
     pts = 100 / st["val_images"]
@@ -161,8 +163,8 @@ def write_markdown(result: dict, path: Path) -> None:
     lines += ["", "Loss settings (recipe defaults): " + "; ".join(f"{k}: {v}" for k, v in
                                                                 st["defaults"].items()), "",
               f"Command: `python benchmarks/distill.py {st.get('command', '')}`".rstrip() + "", ""]
-    path.write_text("\n".join(lines))
-    print(f"wrote {path}")
+    if write_result(path, "\n".join(lines), args, quiet=quiet):
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,15 @@ Runs the default recipe twice, each in a fresh run directory, once plain and onc
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _noise import add_noise_args, check_quiet, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,10 +40,13 @@ def run(nproc: int, out: Path) -> dict:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_noise_args(ap)
+    args = ap.parse_args()
+    quiet = check_quiet(args)  # wall times of a busy machine are its neighbours'
     with tempfile.TemporaryDirectory(prefix="edgeslim-ddp-") as tmp:
         results = [run(n, Path(tmp) / f"n{n}") for n in (1, 2)]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "distributed.json").write_text(json.dumps(results, indent=2))
+    write_result(RESULTS / "distributed.json", json.dumps(results, indent=2), args, quiet=quiet)
     lines = ["# Distributed training: default recipe, 1 vs 2 processes on this machine", "",
              "| processes | baseline training s | fine-tune s | baseline acc | fine-tuned acc | INT8 acc | run wall s |",
              "|---|---|---|---|---|---|---|"]
@@ -51,7 +57,7 @@ def main() -> None:
     lines += ["", "Two processes on two cores each run one thread (torchrun sets OMP_NUM_THREADS=1), so on",
               "this machine the gain is bounded by what one process already got from two threads; the",
               "same command scales across GPUs or machines with torchrun's rendezvous arguments."]
-    (RESULTS / "distributed.md").write_text("\n".join(lines) + "\n")
+    write_result(RESULTS / "distributed.md", "\n".join(lines) + "\n", args, quiet=quiet)
     print("\n".join(lines))
 
 

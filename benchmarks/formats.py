@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from _artifacts import RESULTS, Builder, machine
+from _noise import add_noise_args, check_quiet, write_result
 
 MODELS = ("resnet50", "mobilenet_v2")
 CONFIGS = ("pytorch fp32", "onnxruntime fp32", "onnxruntime fp16", "onnxruntime int8",
@@ -166,13 +167,11 @@ def digits_accuracy(work: Path) -> dict[str, Any]:
             "recipe_overrides": sets}
 
 
-def write(result: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "formats.json").write_text(json.dumps(result, indent=2))
+def write(result: dict[str, Any], args: argparse.Namespace, quiet: dict[str, Any]) -> None:
+    write_result(RESULTS / "formats.json", json.dumps(result, indent=2), args, quiet=quiet)
     m = result["machine"]
     lines = ["# Formats side by side", "",
              f"Command: `{result['command']}` · {m['cpu']} ({', '.join(m['isa'])}), {m['usable_cores']} usable cores, "
-             f"load average {m['loadavg_1m_at_start']} at start (a shared machine: latencies are indicative), "
              f"{result['threads']} inference thread(s) in every runtime.", ""]
     if result.get("latency_command"):
         lines += [f"Latency tables from an earlier run: `{result['latency_command']}`.", ""]
@@ -210,7 +209,7 @@ def write(result: dict[str, Any]) -> None:
         lines += ["", "The val split (360 images: 1 image = 0.28 points) is both what accuracy control "
                   "measures its drop on and what this table reports, so the OpenVINO bound holds by "
                   "construction on these images; the plain-PTQ column shows what NNCF gives without it.", ""]
-    (RESULTS / "formats.md").write_text("\n".join(lines))
+    write_result(RESULTS / "formats.md", "\n".join(lines), args, quiet=quiet)
 
 
 def main() -> None:
@@ -220,7 +219,9 @@ def main() -> None:
     ap.add_argument("--skip-digits", action="store_true")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--threads", type=int, default=0, help="inference threads of every runtime (default: all usable cores)")
+    add_noise_args(ap)
     args = ap.parse_args()
+    quiet = check_quiet(args)
     import sys
 
     from edgeslim.targets.ort_runner import usable_cores
@@ -228,7 +229,7 @@ def main() -> None:
     threads = args.threads or usable_cores()
 
     result: dict[str, Any] = {"command": "python benchmarks/formats.py " + " ".join(sys.argv[1:]),
-                              "machine": machine(), "quick": args.quick, "threads": threads}
+                              "machine": {**machine(), "noise_before": quiet}, "quick": args.quick, "threads": threads}
     with tempfile.TemporaryDirectory(prefix="edgeslim-formats-") as tmp:
         work = Path(tmp)
         previous = RESULTS / "formats.json"
@@ -241,13 +242,13 @@ def main() -> None:
                 result["latency"][model] = latency_table(
                     model, work, rounds=2 if args.quick else 3, seconds=0.5 if args.quick else 2.0,
                     calibration=16 if args.quick else 64, threads=threads)
-                write(result)
+                write(result, args, quiet)
                 print(f"{model}: " + ", ".join(f"{k} {v.get('p50_ms', float('nan')):.2f} ms"
                                                for k, v in result["latency"][model].items()), flush=True)
         if not args.skip_digits:
             result["digits"] = digits_accuracy(work)
             print(json.dumps(result["digits"]["int8_vs_fp32"], indent=1), flush=True)
-    write(result)
+    write(result, args, quiet)
     print(f"wrote {RESULTS / 'formats.md'}")
 
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from _artifacts import RESULTS, ROOT, Builder, machine
+from _noise import add_noise_args, check_quiet, write_result
 
 
 def profile_cfg(quick: bool):
@@ -143,8 +144,7 @@ def markdown(results: dict, args) -> str:
              f"Input 224×224 (--size {args.size}), batch 1, random weights; L1 structured pruning ratio {args.ratio}; "
              "INT8 = ONNX Runtime static QDQ (onnx) / NNCF (openvino), calibrated on synthetic data. "
              "`cpu`: all usable cores; `edge`: 1 thread pinned to one core (agent subprocess). "
-             f"Machine: {mc['cpu']} ({', '.join(mc['isa'])}), {mc['usable_cores']} usable cores, load average "
-             f"{mc['loadavg_1m_at_start']:.1f} at start: the CPU is shared with other jobs, so figures are noisy.", "",
+             f"Machine: {mc['cpu']} ({', '.join(mc['isa'])}), {mc['usable_cores']} usable cores.", "",
              f"Command: `{cmd}` ({results['seconds']:.0f} s)", ""]
     for model in dict.fromkeys(r["model"] for r in results["rows"]):
         lines += [f"## {model}", "", "| target | row | precision executed | threads | p50 ms | p90 ms | "
@@ -171,9 +171,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--ratio", type=float, default=0.5, help="L1 pruning ratio")
     ap.add_argument("--quick", action="store_true", help="2 s per profile, 16 calibration images")
+    add_noise_args(ap)
     args = ap.parse_args()
+    quiet = check_quiet(args)  # a busy machine gives the artifacts' neighbours' figures, not theirs
     t0 = time.perf_counter()
-    results = {"machine": machine(), "args": vars(args), "rows": []}
+    results = {"machine": {**machine(), "noise_before": quiet}, "args": vars(args), "rows": []}
     with tempfile.TemporaryDirectory(prefix="edgeslim-ladder-") as tmp:
         for model in args.models.split(","):
             results["rows"] += ladder(model, args, Path(tmp))
@@ -185,10 +187,10 @@ def main() -> None:
     results["best"] = best
     results["seconds"] = time.perf_counter() - t0
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ladder.json").write_text(json.dumps({**results, "best": {f"{m}/{t}": v for (m, t), v in best.items()}},
-                                                    indent=2))
+    write_result(RESULTS / "ladder.json", json.dumps({**results, "best": {f"{m}/{t}": v for (m, t), v in best.items()}},
+                                                     indent=2), args, rows=results["rows"], quiet=quiet)
     md = markdown(results, args)
-    (RESULTS / "ladder.md").write_text(md)
+    write_result(RESULTS / "ladder.md", md, args, rows=results["rows"], quiet=quiet)
     print(md)
 
 

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from _noise import add_noise_args, check_quiet, write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 QUICK = ["data.limit_train=192", "data.limit_val=64", "data.calibration_samples=32",
@@ -75,7 +77,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgeslim-bench-plan"))
     ap.add_argument("--reuse-default", action="store_true",
                     help="take part 1 from WORK/part1.json (a previous run of this script) and run part 2 only")
+    add_noise_args(ap)
     a = ap.parse_args()
+    quiet = check_quiet(a)
     part1 = a.work / "part1.json"
     reuse = a.reuse_default and part1.is_file()
     if not reuse:
@@ -114,8 +118,7 @@ def main() -> None:
 
     cmd = "python benchmarks/plan.py" + (" --quick" if a.quick else "")
     md = ["# Plan: constraints choose the method", "",
-          f"Command: `{cmd}`. Machine: {os.cpu_count()} cores, load average {load:.1f} at start"
-          + (" (the CPU was shared with other jobs: wall times and latencies are noisy)" if load > 2.5 else "")
+          f"Command: `{cmd}`. Machine: {os.cpu_count()} cores, load average {load:.1f} at the start of part 1"
           + ". CPU time is the process and its children.", "",
           "## 1. The default plan (`edgeslim plan`, no recipe: resnet20 on digits, cpu + edge, max_accuracy_drop 1)",
           "", f"Candidates ({len(names)}): {', '.join(f'`{n}`' for n in names)}.", "",
@@ -158,11 +161,11 @@ def main() -> None:
         for t, d in p["decisions"].items():
             md.append(f"- **{t}**: {d['rationale']}")
         md += [""] + table(res["rows"]) + [""]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "plan.md").write_text("\n".join(md) + "\n")
+    measured = [first["rows"], [r["rows"] for r in contrasts.values()]]  # rows marked noisy block the overwrite
+    write_result(RESULTS / "plan.md", "\n".join(md) + "\n", args=a, rows=measured, quiet=quiet)
     slim = lambda r: {k: r.get(k) for k in ("target", "label", "bytes", "accuracy", "accuracy_drop",  # noqa: E731
                                             "latency_ms", "chosen", "feasible", "status")}
-    (RESULTS / "plan.json").write_text(json.dumps({
+    write_result(RESULTS / "plan.json", json.dumps({
         "command": cmd, "load_average": load, "candidates": names,
         "first": {"wall_s": first["wall_s"], "cpu_s": first["cpu_s"], "rows": [slim(r) for r in first["rows"]],
                   "decisions": {t: d["rationale"] for t, d in first["plan"]["decisions"].items()}},
@@ -170,8 +173,8 @@ def main() -> None:
         "contrasts": {n: {"args": r["args"], "exit": r["exit"], "wall_s": r["wall_s"],
                           "decisions": {t: d["rationale"] for t, d in r["plan"]["decisions"].items()},
                           "rows": [slim(x) for x in r["rows"]]} for n, r in contrasts.items()},
-    }, indent=2) + "\n")
-    print((RESULTS / "plan.md").read_text())
+    }, indent=2) + "\n", a, rows=measured, quiet=quiet)
+    print("\n".join(md))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from _artifacts import RESULTS, Builder, machine, spread
+from _noise import add_noise_args, check_quiet, write_result
 
 LIMIT = 0.05
 
@@ -33,13 +34,15 @@ def main() -> None:
     ap.add_argument("--targets", default="cpu,edge", help="comma-separated target names")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="1 s time budget per profile instead of 3 s")
+    add_noise_args(ap)
     args = ap.parse_args()
+    quiet = check_quiet(args)
 
     from edgeslim.recipe import ProfileCfg
     from edgeslim.targets import parse_target
 
     cfg = ProfileCfg(accuracy=False, **({"max_seconds": 1.0} if args.quick else {}))
-    results = {"machine": machine(), "model": args.model, "input_size": args.size, "repeats": args.repeats,
+    results = {"machine": {**machine(), "noise_before": quiet}, "model": args.model, "input_size": args.size, "repeats": args.repeats,
                "profile": cfg.model_dump(), "limit": LIMIT, "targets": {}}
     with tempfile.TemporaryDirectory(prefix="edgeslim-stability-") as tmp:
         b = Builder(Path(tmp), args.model, args.size, calibration=8)
@@ -60,18 +63,17 @@ def main() -> None:
                       f"CI ±{100 * m['median_ci95']:.1f}%)", flush=True)
             p50s = [r["p50_ms"] for r in runs]
             results["targets"][name] = {"runs": runs, "spread": spread(p50s), "passed": spread(p50s) <= LIMIT}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "profiler_stability.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / "profiler_stability.md").write_text(markdown(results, args))
-    print(markdown(results, args))
+    write_result(RESULTS / "profiler_stability.json", json.dumps(results, indent=2), args, quiet=quiet)
+    md = markdown(results, args)
+    write_result(RESULTS / "profiler_stability.md", md, args, quiet=quiet)
+    print(md)
 
 
 def markdown(r: dict, args) -> str:
     mc = r["machine"]
     lines = ["# Profiler stability: repeated profiles of one artifact", "",
              f"{r['model']} at {r['input_size']}×{r['input_size']}, ONNX FP32, batch 1, {r['repeats']} profiles "
-             f"per target, each a fresh load. Machine: {mc['cpu']}, {mc['usable_cores']} usable cores, "
-             f"load average {mc['loadavg_1m_at_start']:.1f} at start (the CPU is shared: figures are noisy).",
+             f"per target, each a fresh load. Machine: {mc['cpu']}, {mc['usable_cores']} usable cores.",
              "", f"Command: `python benchmarks/profiler_stability.py {'--quick ' if args.quick else ''}"
              f"--model {args.model} --targets {args.targets}`", "",
              "| target | p50 of each profile (ms) | largest distance from their median | within ±5% |",

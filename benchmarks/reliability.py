@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _noise import add_noise_args, check_quiet, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -41,7 +42,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=1000,
                     help="examples per fuzzer (whole-run fuzzing: a tenth of it, each is a real run)")
+    add_noise_args(ap)
     args = ap.parse_args()
+    quiet = check_quiet(args)  # the kill-point and lock tests time real runs: a busy machine fails them spuriously
     # read when tests/test_fuzz.py is imported, which the catalogue run already does
     os.environ["EDGESLIM_FUZZ_EXAMPLES"] = str(args.examples)
     os.chdir(ROOT)
@@ -62,8 +65,7 @@ def main() -> None:
         "fuzz_examples": sum(outcomes.values()), "fuzz_outcomes": outcomes, "fuzz_failed": fuzz.failed,
         "kill_cases": kill, "kill_cases_matched": [n for n in kill if n in cat.passed],
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "reliability.json").write_text(json.dumps(result, indent=2))
+    write_result(RESULTS / "reliability.json", json.dumps(result, indent=2), args, quiet=quiet)
     runs = outcomes.get("run: clear error", 0)
     parsed = sum(v for k, v in outcomes.items() if not k.startswith("run:"))
     md = ["# Reliability figures", "",
@@ -84,7 +86,7 @@ def main() -> None:
           f"{len(result['kill_cases_matched'])} resumed to artifacts identical (sha256) to an uninterrupted run",
           "- Half-written files in the catalogue: every catalogue and storage test asserts no done.json and no "
           f"temporary file is left; failures among them: {len([n for n in cat.failed if 'storage' in n or 'cli' in n])}"]
-    (RESULTS / "reliability.md").write_text("\n".join(md) + "\n")
+    write_result(RESULTS / "reliability.md", "\n".join(md) + "\n", args, quiet=quiet)
     print("\n".join(md))
 
 

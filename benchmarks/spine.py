@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _noise import add_noise_args, check_quiet, write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -115,9 +117,8 @@ def resnet50_latency(work: Path) -> dict:
     }
 
 
-def write(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "spine.json").write_text(json.dumps(results, indent=2))
+def write(results: dict, args: argparse.Namespace, quiet: dict) -> None:
+    write_result(RESULTS / "spine.json", json.dumps(results, indent=2), args, rows=results, quiet=quiet)
     lines = ["# Spine figures", "", f"Machine: {results['machine']}", ""]
     d = results.get("default")
     if d:
@@ -147,14 +148,16 @@ def write(results: dict) -> None:
             f"- INT8 vs FP32 speedup: **{r['int8_speedup']:.2f}×** (target ≥ 2×); INT8 bytes ÷ FP32 = {r['int8_vs_fp32_bytes']:.3f} (target ≤ 0.27)",
             "",
         ]
-    (RESULTS / "spine.md").write_text("\n".join(lines))
+    write_result(RESULTS / "spine.md", "\n".join(lines), args, rows=results, quiet=quiet)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-default", action="store_true")
     ap.add_argument("--skip-resnet50", action="store_true")
+    add_noise_args(ap)
     args = ap.parse_args()
+    quiet = check_quiet(args)
     from edgeslim.targets.base import cpu_info
 
     info = cpu_info()
@@ -167,7 +170,7 @@ def main() -> None:
         if not args.skip_resnet50:
             results["resnet50"] = resnet50_latency(work)
             print(json.dumps({k: v for k, v in results["resnet50"].items() if k != "artifacts"}, indent=1))
-    write(results)
+    write(results, args, quiet)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ A. digits / resnet56 (one baseline, trained once), every structured criterion at
 B. resnet50 at 224, batch 1, random weights, synthetic unlabelled data: realized ONNX
    Runtime speedup / MAC reduction of every criterion at 2x.
 
-Everything runs through the pipeline's own stage functions and stage cache
+Everything runs through the pipeline's own Stage classes and stage cache
 (``run_stage``), so an interrupted run resumes where it stopped.
 
 Usage::
@@ -20,6 +20,7 @@ Usage::
     python benchmarks/structured.py            # full: recipe defaults (8 baseline, 8 fine-tune epochs)
     python benchmarks/structured.py --quick    # part A on resnet20, 3 + 2 epochs, short timings
     python benchmarks/structured.py --parts a  # only part A (or b)
+    python benchmarks/structured.py --quick --results /tmp/s  # tables elsewhere than benchmarks/results
 """
 
 from __future__ import annotations
@@ -32,17 +33,20 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _noise import add_noise_args, check_quiet, write_result  # noqa: E402
 from edgeslim.artifacts import Artifact  # noqa: E402
-from edgeslim.data import load_data  # noqa: E402
 from edgeslim.io import read_json  # noqa: E402
-from edgeslim.pipeline import stages  # noqa: E402
 from edgeslim.pipeline.context import Context  # noqa: E402
-from edgeslim.pipeline.stage import run_stage  # noqa: E402
+from edgeslim.pipeline.matrix import Cell, Variant  # noqa: E402
+from edgeslim.pipeline.stage import StageResult, run_stage  # noqa: E402
+from edgeslim.pipeline.stages import (BaselineStage, CompressStage, DataSlice, ExportStage,  # noqa: E402
+                                      FinetuneStage, Stage)
+from edgeslim.pipeline.stages.base import input_hashes  # noqa: E402
 from edgeslim.recipe import Recipe, TargetCfg, load_recipe, recipe_from_dict, recipe_to_dict  # noqa: E402
 from edgeslim.targets import parse_target  # noqa: E402
 from edgeslim.targets.base import cpu_info  # noqa: E402
@@ -61,25 +65,27 @@ def has_distill() -> bool:
 
 
 class Runner:
-    """One recipe family in one folder: a shared baseline, then stages per variant."""
+    """One recipe family in one folder: a shared baseline, then stages per variant.
+
+    Each stage is the pipeline's own Stage class run through ``run_stage`` under its
+    slice's key, exactly as :func:`edgeslim.pipeline.run.run_recipe` wires it; only the
+    folder layout (one subfolder per variant) is the benchmark's.
+    """
 
     def __init__(self, recipe: Recipe, run_dir: Path):
         self.recipe, self.run_dir = recipe, run_dir
-        self.ctx = Context(run_dir=run_dir, seed=recipe.seed)
-        r = recipe
-        self.data = load_data(r.data.name, input_size=r.model.input_size, num_classes=r.model.num_classes,
-                              seed=r.seed, val_fraction=r.data.val_fraction, limit_train=r.data.limit_train,
-                              limit_val=r.data.limit_val)
-        self.dcfg = {"data": r.data.model_dump(mode="json"), "input_size": r.model.input_size,
-                     "num_classes": r.model.num_classes, "seed": r.seed}
+        self.ctx = Context(run_dir=run_dir)
+        # the run's dataset, loaded once into ctx.cache and shared by every stage
+        self.data = DataSlice.of(recipe).load(self.ctx)
         self.target = parse_target(TargetCfg(name="cpu"))
-        self.base = self.stage("00-baseline", {"model": r.model.model_dump(mode="json"), "data": self.dcfg,
-                                               "baseline": r.baseline.model_dump(mode="json")}, [],
-                               lambda d: stages.baseline(d, r, self.data, self.ctx))
+        self.base = self.stage(BaselineStage(), "00-baseline", recipe, {})
 
-    def stage(self, name: str, config: Any, inputs: list[str], fn):
+    def stage(self, stage: Stage, name: str, recipe: Recipe, inputs: dict[str, Optional[StageResult]],
+              **where: Any) -> StageResult:
+        cfg = stage.slice(recipe, **where)
         t0 = time.perf_counter()
-        res = run_stage(self.run_dir, name, config, inputs, fn)
+        res = run_stage(self.run_dir, name, cfg.key(), input_hashes(inputs),
+                        lambda d: stage.run(d, inputs, cfg, self.ctx))
         log(f"{name}: {'cached' if res.cached else f'{time.perf_counter() - t0:.0f} s'}")
         return res
 
@@ -89,22 +95,19 @@ class Runner:
             data[section] = {**(data.get(section) or {}), **values} if isinstance(values, dict) else values
         return recipe_from_dict(data)
 
-    def compress(self, tag: str, recipe: Recipe):
-        trains = recipe.compress.method == "slimming" or recipe.compress.steps > 1  # uses finetune settings
-        return self.stage(f"{tag}/10-compress", {"compress": recipe.compress.model_dump(mode="json"),
-                                                 "data": self.dcfg, "finetune": recipe.finetune.model_dump(
-                                                     mode="json") if trains else None},
-                          [self.base.hash], lambda d: stages.compress(d, self.base.dir, recipe, self.data, self.ctx))
+    def compress(self, tag: str, recipe: Recipe) -> StageResult:
+        return self.stage(CompressStage(), f"{tag}/10-compress", recipe, {"baseline": self.base})
 
-    def finetune(self, tag: str, name: str, comp, recipe: Recipe):
-        return self.stage(f"{tag}/{name}", {"finetune": recipe.finetune.model_dump(mode="json"), "data": self.dcfg},
-                          [comp.hash, self.base.hash if recipe.finetune.distill else ""],
-                          lambda d: stages.finetune(d, comp.dir, self.base.dir, recipe, self.data, self.ctx))
+    def finetune(self, tag: str, name: str, comp: StageResult, recipe: Recipe) -> StageResult:
+        teacher = self.base if recipe.finetune.distill is not None else None
+        return self.stage(FinetuneStage(), f"{tag}/{name}", recipe, {"compressed": comp, "teacher": teacher})
 
-    def export(self, tag: str, src, recipe: Recipe, variant: str, method: str) -> Artifact:
-        exp = self.stage(f"{tag}/30-export-onnx", {"export": recipe.export.model_dump(mode="json"), "data": self.dcfg},
-                         [src.hash], lambda d: stages.export(d, src.dir, "onnx", variant, method, recipe,
-                                                             self.data, self.ctx))
+    def export(self, tag: str, src: StageResult, recipe: Recipe, variant: str, method: str) -> Artifact:
+        source = "00-baseline" if variant == "baseline" else "20-finetune"
+        cell = Cell(Variant(variant, method, source), "onnx", "fp32")
+        exp = self.stage(ExportStage(), f"{tag}/30-export-onnx", recipe, {"model": src}, cell=cell)
+        if "skipped" in exp.outputs:
+            raise SystemExit(f"onnx export unavailable: {exp.outputs['skipped']}")
         return Artifact.from_json(exp.outputs["artifact"], exp.dir)
 
     def time_all(self, artifacts: dict[str, Artifact], recipe: Recipe, rounds: int) -> dict[str, dict[str, Any]]:
@@ -243,14 +246,12 @@ def _spread_sentence(rows, key, label, level):
     return text + "."
 
 
-def write_report(results: dict[str, Any], md_path: Path, args) -> None:
+def write_report(results: dict[str, Any], md_path: Path, args, quiet: Optional[dict[str, Any]] = None) -> None:
     info = cpu_info()
     lines = ["# Structured pruning criteria, compared on the same model", "",
              f"Command: `python benchmarks/structured.py{' --quick' if args.quick else ''}`"
              f"{' (reduced run; the full command is `python benchmarks/structured.py`)' if args.quick else ''}. "
-             f"Machine: {info.get('cpu', 'cpu')} ({', '.join(info.get('isa', []))}), {len(os.sched_getaffinity(0))} usable cores, "
-             f"load average {os.getloadavg()[0]:.1f} at the end"
-             f"{' (the CPU was shared: latency figures are noisy)' if os.getloadavg()[0] > 2.5 else ''}. "
+             f"Machine: {info.get('cpu', 'cpu')} ({', '.join(info.get('isa', []))}), {len(os.sched_getaffinity(0))} usable cores. "
              "Latency is timed after all training, in interleaved rounds (see each part).", ""]
     a = results.get("a")
     if a:
@@ -342,7 +343,7 @@ def write_report(results: dict[str, Any], md_path: Path, args) -> None:
                 note += (f" latency's lead ({margin:.1f}%) is smaller than that noise: at equal MACs it is as fast "
                          "as uniform pruning, not measurably faster.")
         lines += ["", verdict + note, ""]
-    md_path.write_text("\n".join(lines), encoding="utf-8")
+    write_result(md_path, "\n".join(lines), args, quiet=quiet)
 
 
 def rewrite(quick: bool = False) -> None:
@@ -358,9 +359,13 @@ def main() -> None:
     ap.add_argument("--parts", default="a,b", help="a, b or a,b")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds per artifact")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "work" / "structured"), help="stage cache folder")
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"),
+                    help="where structured.md and structured.json go")
+    add_noise_args(ap)
     args = ap.parse_args()
+    quiet = check_quiet(args)
     out = Path(args.out) / ("quick" if args.quick else "full")
-    results_dir = ROOT / "benchmarks" / "results"
+    results_dir = Path(args.results)
     results_dir.mkdir(parents=True, exist_ok=True)
     json_path = results_dir / "structured.json"
     results: dict[str, Any] = json.loads(json_path.read_text()) if json_path.is_file() else {}
@@ -371,8 +376,8 @@ def main() -> None:
     for part in args.parts.split(","):
         results[part] = (part_a if part == "a" else part_b)(args, out)
         results["seconds"] = time.perf_counter() - t0
-        json_path.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
-        write_report(results, results_dir / "structured.md", args)
+        write_result(json_path, json.dumps(results, indent=1, default=str), args, quiet=quiet)
+        write_report(results, results_dir / "structured.md", args, quiet)
     log(f"wrote {results_dir / 'structured.md'} in {time.perf_counter() - t0:.0f} s")
 
 

@@ -13,6 +13,7 @@ from typing import Callable, Iterator, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edgeslim.errors import EdgeslimError
 
@@ -46,7 +47,8 @@ class RichReporter:
 
 
 def _fail(e: EdgeslimError) -> None:
-    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    # escaped: a message that quotes a user's value ([layer9.conv1]) must not be read as markup
+    err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
     raise typer.Exit(e.exit_code)
 
 
@@ -197,8 +199,10 @@ def plan(
     retrain: Optional[str] = RetrainOpt,
 ) -> None:
     """Propose candidates from the constraints, run and measure each, choose per target."""
+    from edgeslim.report.plan_report import write_plan
     from edgeslim.report.plan_view import decision_lines, plan_table
     from edgeslim.select.plan import plan_recipe
+    from edgeslim.select.prior import candidate_notes
 
     with _user_errors():
         r = _plan_inputs(recipe, set_, target, latency_ms, percentile, max_bytes, max_accuracy_drop, retrain)
@@ -206,9 +210,12 @@ def plan(
         rep = RichReporter(err)
         with rep.progress:
             result = plan_recipe(r, plan_dir, reporter=rep)
+            write_plan(result)
     out.print(plan_table(result.rows, title=f"edgeslim plan · {r.name} · {plan_dir}"))
     for line in decision_lines(result.decisions):
         out.print(line)
+    for note in candidate_notes(r, result.constraints):  # why the candidate set is narrow
+        out.print(f"not proposed: {note}", highlight=False)
     cached = ", every stage cached" if result.all_cached else ""
     out.print(f"results: {plan_dir / 'results.json'}  report: {plan_dir / 'report.html'}  "
               f"({result.seconds:.0f}s{cached})", highlight=False)
@@ -228,17 +235,60 @@ def release(
     retrain: Optional[str] = RetrainOpt,
 ) -> None:
     """Release the chosen artifact of every target into DIST with a manifest; exit 1 when a gate fails."""
-    from edgeslim.select.release import release as do_release
+    from edgeslim.report.plan_report import write_plan
+    from edgeslim.select.plan import plan_recipe
+    from edgeslim.select.release import constraints_stated, release as do_release, stale_plan, with_plan_constraints
 
     with _user_errors():
         r = _plan_inputs(recipe, set_, target, latency_ms, percentile, max_bytes, max_accuracy_drop, retrain)
         plan_dir = out_dir or Path("runs") / f"{r.name}-plan"
+        if not constraints_stated(set_, target, latency_ms, percentile, max_bytes, max_accuracy_drop, retrain):
+            r = with_plan_constraints(r, plan_dir)  # the constraints and targets it was planned with
         rep = RichReporter(err)
         with rep.progress:
-            rel = do_release(r, plan_dir, dist, run=run_plan, reporter=rep)
+            if run_plan and stale_plan(plan_dir, r):  # --run: plan first (done stages are reused)
+                write_plan(plan_recipe(r, plan_dir, reporter=rep))
+            rel = do_release(r, plan_dir, dist)
     for t, row in rel.rows.items():
         out.print(f"★ {t}: {row['label']} → {rel.manifests[t].parent}  ({row['bytes']:,} bytes)", highlight=False)
     out.print(f"released into {rel.dist}", highlight=False)
+
+
+@app.command()
+def bench(
+    paths: List[Path] = typer.Argument(..., help="artifacts: .onnx, OpenVINO .xml, TensorRT .engine/.plan"),
+    target: Optional[List[str]] = typer.Option(None, "--target", help="cpu, edge, gpu or ssh://user@host (repeatable; default cpu)"),
+    batch: Optional[str] = typer.Option(None, "--batch", help="batch sizes, e.g. 1,8 (p50 and throughput at each)"),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="NxCxHxW, e.g. 1x3x224x224 (needed for dynamic axes)"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32|fp16|bf16|int8 (default: read from the model)"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="runtime threads on targets that take them"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON to FILE"),
+    compare: bool = typer.Option(False, "--compare", help="interleaved rounds; p50 ratio to the first artifact with a 95% interval"),
+    rounds: int = typer.Option(5, "--rounds", min=1, help="rounds of --compare"),
+    accuracy: Optional[str] = typer.Option(None, "--accuracy", help="classifier accuracy on a recipe data source, e.g. digits"),
+    preprocess: Optional[Path] = typer.Option(None, "--preprocess", help="also time decode+resize+normalize of this image"),
+    noisy_share: Optional[float] = typer.Option(None, "--noisy-share", min=0, max=1, help="mark rows noisy above this share of other CPU load (default 0.25)"),
+) -> None:
+    """Benchmark existing artifacts on targets, with the same profiler and rows as a run; exit 1 when a row failed."""
+    from edgeslim.io import write_json
+    from edgeslim.report.table import BENCH_COLUMNS, rich_table
+    from edgeslim.targets.bench import bench as run_bench
+    from edgeslim.targets.config import ProfileCfg
+
+    with _user_errors():
+        try:
+            batches = [int(b) for b in batch.split(",")] if batch else None
+        except ValueError:
+            raise EdgeslimError(f"--batch must be integers like 1,8, got '{batch}'") from None
+        prof = ProfileCfg(**({"noisy_share": noisy_share} if noisy_share is not None else {}))
+        rows = run_bench(paths, targets=target or ["cpu"], batch_sizes=batches, input_shape=input_shape,
+                         precision=precision, threads=threads, profile=prof, accuracy_data=accuracy,
+                         preprocess_image=preprocess, compare=compare, rounds=rounds)
+        if json_out:
+            write_json(json_out, rows)
+    out.print(rich_table(rows, title="edgeslim bench", columns=BENCH_COLUMNS))
+    if any(r["status"] == "failed" for r in rows):
+        raise typer.Exit(1)
 
 
 def main() -> None:

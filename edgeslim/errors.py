@@ -8,6 +8,18 @@ as an :class:`EdgeslimError`. The CLI prints its message as one line and exits w
 from __future__ import annotations
 
 
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first non-blank line of ``err``'s message (its type name if it has none): how a
+    library's multi-line exception becomes part of one error line.
+
+    Example::
+
+        raise ExportError(f"cannot read {path}: {first_line(err)}") from None
+    """
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:limit]
+
+
 class EdgeslimError(Exception):
     """A problem with the user's input or environment, reported as one line."""
 

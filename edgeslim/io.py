@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes and content hashes.
+"""Small file helpers: atomic writes, content hashes, file names and sizes for people.
 
 Every file edgeslim writes goes to a temporary name in the same folder and is renamed
 into place, so a crash never leaves a half-written file under its final name.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +61,21 @@ def sha256_json(obj: Any) -> str:
     """Hash of a JSON-able object in canonical form (sorted keys)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def format_bytes(b: float | None) -> str:
+    """A size for people: KiB below 1 MiB, MiB above, "—" when unknown.
+
+    Example: ``format_bytes(109_670) == "107.1 KiB"``, ``format_bytes(1_110_000) == "1.06 MiB"``.
+    """
+    if b is None:
+        return "—"
+    return f"{b / 1024:,.1f} KiB" if b < 1024 * 1024 else f"{b / 2**20:,.2f} MiB"
+
+
+def target_slug(target: str) -> str:
+    """A file-name-safe form of a target label, for per-target files and folders.
+
+    Example: ``target_slug("ssh://pi@host:22") == "ssh-pi-host-22"``.
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", target).strip("-") or "target"

@@ -14,236 +14,34 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from edgeslim.errors import RecipeError
+from edgeslim.compress.config import CompressCfg
+from edgeslim.config import StrictModel
+from edgeslim.data.config import DataCfg
+from edgeslim.errors import EdgeslimError, RecipeError
+from edgeslim.exporters import EXPORTERS
+from edgeslim.exporters.config import ExportCfg, ParityCfg
+from edgeslim.finetune.config import BaselineCfg, DistillCfg, FinetuneCfg
+from edgeslim.finetune.distill import LOSSES
+from edgeslim.models.config import ModelCfg
+from edgeslim.quantizers.config import QuantizeCfg
 from edgeslim.registry import suggest
+from edgeslim.select.config import ConstraintsCfg
+from edgeslim.targets import parse_target
+from edgeslim.targets.config import ProfileCfg, TargetCfg
+
+# Every section, re-exported: ``from edgeslim.recipe import CompressCfg`` keeps working.
+__all__ = ["Recipe", "load_recipe", "recipe_from_dict", "recipe_to_dict", "dump_recipe",
+           "apply_overrides", "ModelCfg", "DataCfg", "BaselineCfg", "CompressCfg", "DistillCfg",
+           "FinetuneCfg", "ParityCfg", "ExportCfg", "QuantizeCfg", "ProfileCfg", "TargetCfg",
+           "ConstraintsCfg"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ModelCfg(_Strict):
-    name: str = "resnet20"  # zoo name, or package.module:callable returning an nn.Module
-    weights: Optional[str] = None  # state dict (.pt/.pth, loaded weights_only) or .safetensors
-    input_size: int = Field(32, gt=0, le=4096)
-    num_classes: int = Field(10, gt=0)
-    kwargs: dict[str, Any] = {}  # passed to the zoo builder or callable (e.g. width_mult)
-
-
-class DataCfg(_Strict):
-    name: str = "digits"  # digits | synthetic | imagefolder:PATH
-    batch_size: int = Field(64, gt=0)
-    calibration_samples: int = Field(256, gt=0)  # drawn from the training split only
-    val_fraction: float = Field(0.2, gt=0, lt=1)
-    limit_train: Optional[int] = Field(None, gt=0)  # first K training samples (quick runs)
-    limit_val: Optional[int] = Field(None, gt=0)
-
-
-class BaselineCfg(_Strict):
-    epochs: int = Field(8, ge=0)  # used only when model.weights is null
-    lr: float = Field(0.05, gt=0)
-    # Linear lr warm-up (capped at a quarter of the epochs). Deep plain-SGD nets need it from
-    # scratch: resnet56 on digits at lr 0.05 reached 51.1% after 8 epochs without, 98.9% with
-    # one epoch of it (resnet20: 99.2% -> 99.4%).
-    warmup_epochs: float = Field(1.0, ge=0)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    weight_decay: float = Field(5e-4, ge=0)
-
-
-class CompressCfg(BaseModel):
-    """Common pruning options; method-specific options are validated by the method itself."""
-
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
-
-    method: str = "l1"
-    ratio: float = 0.5  # fraction of channels (or weights, for unstructured methods) removed
-    scope: Literal["local", "global"] = "local"
-    target_macs: Optional[float] = None  # fraction of MACs to remove; overrides ratio
-    steps: int = Field(1, ge=1)  # iterative pruning with fine-tuning in between
-    round_to: Optional[int] = Field(8, ge=1)  # channel counts kept at multiples of this
-    bn_recalibration: bool = True  # re-estimate BN statistics right after pruning
-    recalibration_batches: int = Field(10, ge=1)
-    ignored_layers: list[str] = []  # module names never pruned
-
-    @field_validator("ratio")
-    @classmethod
-    def _ratio_in_range(cls, v: float) -> float:
-        if not 0.0 < v < 1.0:
-            # For unstructured methods the ratio is the sparsity: 1.0 would zero every weight.
-            raise ValueError(f"compress.ratio must be in (0, 1), got {v}: it is the fraction of channels "
-                             "(or, for unstructured methods, of weights: the sparsity) removed")
-        return v
-
-    @field_validator("target_macs")
-    @classmethod
-    def _macs_in_range(cls, v: Optional[float]) -> Optional[float]:
-        if v is not None and not 0.0 < v < 1.0:
-            raise ValueError(f"compress.target_macs must be in (0, 1), got {v}")
-        return v
-
-    @model_validator(mode="after")
-    def _method_options(self) -> "CompressCfg":
-        from edgeslim.compress import METHODS  # late: the registry imports torch
-
-        method = METHODS.get(self.method)
-        extra = dict(self.__pydantic_extra__ or {})
-        allowed = sorted(method.options.model_fields) if method.options else []
-        for key in extra:
-            if key not in allowed:
-                valid = sorted(type(self).model_fields) + allowed
-                raise ValueError(
-                    f"unknown key 'compress.{key}' for method '{self.method}'{suggest(key, valid)}"
-                )
-        if method.options is not None:
-            method.options.model_validate(extra)
-        return self
-
-    def method_options(self) -> BaseModel | None:
-        """The method's own options (its pydantic model), defaults filled in."""
-        from edgeslim.compress import METHODS
-
-        method = METHODS.get(self.method)
-        if method.options is None:
-            return None
-        return method.options.model_validate(dict(self.__pydantic_extra__ or {}))
-
-
-class DistillCfg(_Strict):
-    method: str = "hinton"  # hinton | fitnet | attention | rkd
-    teacher: str = "baseline"  # the baseline model, or a checkpoint path
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.9, ge=0, le=1)  # weight of the distillation term vs hard labels
-    layers: list[str] = []  # student:teacher layer pairs for feature-based losses
-    weight: float = Field(1.0, ge=0)  # weight of feature/relation terms
-    rkd_distance_weight: float = Field(25.0, ge=0)  # RKD paper's defaults (Park et al. 2019)
-    rkd_angle_weight: float = Field(50.0, ge=0)
-
-    @field_validator("method")
-    @classmethod
-    def _known_loss(cls, v: str) -> str:
-        from edgeslim.errors import EdgeslimError
-        from edgeslim.finetune.distill import LOSSES  # late: the losses import torch
-
-        try:
-            LOSSES.get(v)
-        except EdgeslimError as err:  # keeps the nearest names
-            raise RecipeError(f"finetune.distill.method: {err}") from None
-        return v
-
-
-class FinetuneCfg(_Strict):
-    # 8 epochs at 0.05 (the baseline's lr): a net with half its channels gone needs to
-    # relearn, not polish. Measured on the default run: 98.33% vs the baseline's 98.89%;
-    # 4 epochs at 0.01 left it at 95.56% (3.3 points down).
-    epochs: int = Field(8, ge=0)
-    lr: float = Field(0.05, gt=0)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    momentum: float = Field(0.9, ge=0, lt=1)
-    # Lighter than the baseline's 5e-4: a pruned net has fewer weights to regularize and
-    # little time to recover (measured on digits/resnet20: 98.3% vs 97.5% after 4 epochs).
-    weight_decay: float = Field(1e-4, ge=0)
-    # Off by default: from trained weights it changed nothing measurable (resnet56, 2x and 8x
-    # MACs, 8 epochs at 0.05: 98.3-98.6% with or without one epoch of it).
-    warmup_epochs: float = Field(0.0, ge=0)
-    distill: Optional[DistillCfg] = None
-
-
-class ParityCfg(_Strict):
-    max_abs: float = Field(1e-3, gt=0)  # FP32 artifact vs PyTorch
-    min_cosine: float = Field(0.999, gt=0, le=1)
-    samples: int = Field(32, gt=0)
-
-
-class ExportCfg(_Strict):
-    formats: list[str] = ["onnx"]
-    opset: Optional[int] = Field(None, ge=13)
-    include_baseline: bool = True  # also export the uncompressed model, for comparison
-    parity: ParityCfg = ParityCfg()
-    openvino_weights: Literal["fp32", "fp16"] = "fp32"
-
-    @field_validator("formats")
-    @classmethod
-    def _known_formats(cls, v: list[str]) -> list[str]:
-        from edgeslim.exporters import EXPORTERS
-
-        if not v:
-            raise ValueError("export.formats is empty")
-        for name in v:
-            EXPORTERS.get(name)
-        return list(dict.fromkeys(v))
-
-
-class QuantizeCfg(_Strict):
-    precisions: list[Literal["fp32", "fp16", "bf16", "int8"]] = ["fp32", "fp16", "int8"]
-    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    per_channel: bool = True
-    symmetric_activations: bool = False  # TensorRT-style symmetric INT8 activations
-    # 7-bit INT8 weights (ONNX Runtime's reduce_range): x86 CPUs without VNNI multiply
-    # uint8 x int8 with VPMADDUBSW, whose int16 sums saturate at 8 bits; "auto" = on when
-    # this CPU has AVX2 but neither AVX-512 VNNI nor AVX-VNNI (it builds for itself).
-    reduce_range: Union[bool, Literal["auto"]] = "auto"
-    # points of top-1 accuracy; set = accuracy-controlled PTQ (NNCF) on the labelled val split
-    max_accuracy_drop: Optional[float] = Field(None, ge=0)
-    # INT8 may lose this much accuracy (points) against its FP32 parent before the
-    # quantize stage fails; null = record only.
-    tolerance_points: Optional[float] = Field(None, ge=0)
-    nncf_preset: Literal["performance", "mixed"] = "performance"
-    nncf_fast_bias_correction: bool = True
-    nncf_subset_size: Optional[int] = Field(None, gt=0)  # calibration images NNCF uses; null = all
-
-
-class ProfileCfg(_Strict):
-    warmup: int = Field(10, ge=0)  # warm-up iterations...
-    warmup_seconds: float = Field(0.2, ge=0)  # ...and at least this long
-    min_iterations: int = Field(20, ge=1)
-    # ...and at least this long (bounded by max_seconds): a sub-millisecond model meets the CI
-    # after 20 iterations, 5 ms of timing that one stray interrupt can move; measured on the
-    # default plan, two builds of one architecture differed by 3-10% between such profiles.
-    min_seconds: float = Field(0.5, ge=0)
-    max_iterations: int = Field(100_000, ge=1)
-    max_seconds: float = Field(3.0, gt=0)  # time budget for the timed loop
-    ci_threshold: float = Field(0.02, gt=0)  # stop when the median's 95% CI is within ±2%
-    batch_sizes: list[int] = [1]  # latency at the first; throughput at each
-    accuracy: bool = True  # measure the artifact's accuracy on the validation split
-
-
-class TargetCfg(BaseModel):
-    """A deployment target: a registered name (cpu, edge, gpu) or ssh://user@host[:port]."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str
-
-
-class ConstraintsCfg(_Strict):
-    latency_ms: Optional[Union[float, dict[str, float]]] = None  # one budget or per target
-    latency_percentile: Literal["p50", "p90", "p99"] = "p50"
-    max_bytes: Optional[int] = Field(None, gt=0)
-    max_accuracy_drop: Optional[float] = None  # points vs the baseline
-    retrain: Literal["none", "short", "full"] = "full"
-
-    @field_validator("max_accuracy_drop")
-    @classmethod
-    def _drop(cls, v: Optional[float]) -> Optional[float]:
-        if v is not None and v < 0:
-            raise ValueError(f"constraints.max_accuracy_drop must be >= 0, got {v}")
-        return v
-
-    @field_validator("latency_ms")
-    @classmethod
-    def _latency(cls, v):
-        values = v.values() if isinstance(v, dict) else [v] if v is not None else []
-        for x in values:
-            if x <= 0:
-                raise ValueError(f"constraints.latency_ms must be > 0, got {x}")
-        return v
-
-
-class Recipe(_Strict):
+class Recipe(StrictModel):
     name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
     model: ModelCfg = ModelCfg()
@@ -269,12 +67,27 @@ class Recipe(_Strict):
     @field_validator("targets")
     @classmethod
     def _targets(cls, v):
-        from edgeslim.targets import parse_target
-
         if not v:
             raise ValueError("targets is empty")
         for t in v:
             parse_target(t)  # raises with the nearest names for an unknown target
+        return v
+
+    @field_validator("export")
+    @classmethod
+    def _formats(cls, v: ExportCfg) -> ExportCfg:
+        for name in v.formats:
+            EXPORTERS.get(name)  # raises with the nearest names
+        return v
+
+    @field_validator("finetune")
+    @classmethod
+    def _distill_loss(cls, v: FinetuneCfg) -> FinetuneCfg:
+        if v.distill is not None:
+            try:
+                LOSSES.get(v.distill.method)
+            except EdgeslimError as err:  # keeps the nearest names
+                raise RecipeError(f"finetune.distill.method: {err}") from None
         return v
 
 
@@ -301,7 +114,7 @@ def _nearest_key(model_cls: type[BaseModel], loc: tuple) -> str:
 
 def _format_error(err: ValidationError) -> str:
     e = err.errors()[0]
-    loc = tuple(p for p in e["loc"] if not isinstance(p, int) or True)
+    loc = tuple(e["loc"])
     path = ".".join(str(p) for p in loc)
     if e["type"] == "extra_forbidden":
         return f"unknown recipe key '{path}'{_nearest_key(Recipe, loc)}"
@@ -357,12 +170,8 @@ def recipe_from_dict(data: Any) -> Recipe:
         raise RecipeError(_format_error(err)) from None
     except RecipeError:
         raise
-    except Exception as err:  # a registry lookup inside a validator (EdgeslimError)
-        from edgeslim.errors import EdgeslimError
-
-        if isinstance(err, EdgeslimError):
-            raise RecipeError(str(err)) from None
-        raise
+    except EdgeslimError as err:  # a registry lookup inside a validator
+        raise RecipeError(str(err)) from None
 
 
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
@@ -380,8 +189,9 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
             raise RecipeError(f"recipe {p} is not valid YAML{where}") from None
         except UnicodeDecodeError:
             raise RecipeError(f"recipe {p} is not UTF-8 text") from None
-        if data is None:
-            data = {}
+        if data is None:  # silently running the default model instead would hide the mistake
+            raise RecipeError(f"recipe {p} is empty; write at least the fields to change "
+                              f"(`edgeslim recipe` prints the full default to start from)")
         if not isinstance(data, dict):
             raise RecipeError(f"recipe {p} must be a mapping of keys, got {type(data).__name__}")
     if overrides:

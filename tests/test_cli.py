@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -49,6 +48,8 @@ BAD = [
     (["--set", "compress.ratio=1.5"], "compress.ratio must be in (0, 1)"),
     (["--set", "compress.ratio=0"], "compress.ratio must be in (0, 1)"),
     (["--set", "model.name=vgg11_bn", "--set", "model.input_size=8"], "cannot take a 8x8 input"),
+    # square brackets in a quoted value reach the terminal as typed, not as rich markup
+    (["--set", "model.name=net[abc]"], "unknown model 'net[abc]'"),
 ]
 
 
@@ -71,3 +72,46 @@ def test_weights_of_another_architecture(tmp_path, other_arch_weights):
     assert len(lines) == 1 and "do not match the model" in lines[0], r.stderr
     assert not (out / "00-baseline").exists()
     assert not list(out.glob(".00-baseline.tmp*"))
+
+
+def _console_script():
+    """The installed `edgeslim` entry point: unlike `python -m`, it does not put the current
+    folder on sys.path."""
+    from pathlib import Path
+    import shutil
+
+    script = Path(sys.executable).parent / "edgeslim"
+    found = str(script) if script.is_file() else shutil.which("edgeslim")
+    if not found:
+        pytest.skip("the edgeslim console script is not installed (pip install -e .)")
+    return found
+
+
+def test_console_script_imports_a_model_module_from_the_current_folder(tmp_path):
+    # build_net ignores num_classes: the run stops at pre-flight, after the import succeeded
+    (tmp_path / "mynets.py").write_text(
+        "import torch.nn as nn\n\n"
+        "def build_net(**kwargs):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 3))\n"
+    )
+    (tmp_path / "r.yaml").write_text("model: {name: 'mynets:build_net'}\n")
+    r = subprocess.run([_console_script(), "run", "r.yaml", "--out", "run"], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert "No module named" not in r.stderr
+    assert "model 'mynets:build_net' outputs 3 classes but model.num_classes is 10" in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["other architecture", "onnx bytes"])
+def test_bad_weights_fail_before_the_run_folder_is_written(tmp_path, other_arch_weights, kind):
+    weights = other_arch_weights
+    if kind == "onnx bytes":
+        weights = tmp_path / "model.onnx"
+        weights.write_bytes(b"\x08\x09\x12\x07pytorch")
+    out = tmp_path / "run"
+    r = edgeslim("run", "--out", str(out), "--set", f"model.weights={weights}")
+    assert r.returncode == 2, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(weights) in lines[0], r.stderr
+    assert not out.exists(), list(out.rglob("*"))

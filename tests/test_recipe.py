@@ -82,3 +82,12 @@ def test_dumped_default_is_valid_yaml_a_user_can_edit():
     from edgeslim.recipe import recipe_from_dict
 
     assert recipe_from_dict(data).compress.ratio == 0.4
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_empty_recipe_file_is_an_error_naming_it(tmp_path, text):
+    p = tmp_path / "mine.yaml"
+    p.write_text(text)
+    with pytest.raises(RecipeError, match=f"recipe {p} is empty"):
+        load_recipe(p)
+    assert load_recipe().model.name == "resnet20"  # no file: the embedded default, as before

@@ -14,5 +14,6 @@ from edgeslim.compress import norms  # noqa: E402,F401
 from edgeslim.compress import slimming, hrank, taylor, random, latency  # noqa: E402,F401
 from edgeslim.compress import distill_student  # noqa: E402,F401
 from edgeslim.compress import unstructured, lottery, init_pruning, factorize  # noqa: E402,F401
+from edgeslim.compress import none  # noqa: E402,F401
 
 __all__ = ["METHODS", "CompressJob", "Method", "register_method"]

@@ -23,6 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edgeslim.compress.base import CompressJob, Method, register_method
 from edgeslim.errors import CompressionError, EdgeslimError, RecipeError
+from edgeslim.finetune.config import BaselineCfg, DistillCfg
+from edgeslim.finetune.distill import LOSSES, build_distillation, num_classes
+from edgeslim.finetune.train import TrainSpec
+from edgeslim.finetune.trainer import LoopTrainer
+from edgeslim.models import MODELS
+from edgeslim.models.loading import build_model, output_classes
 from edgeslim.registry import suggest
 
 
@@ -39,8 +45,6 @@ class DistillOptions(BaseModel):
     @classmethod
     def _known_student(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and ":" not in v:
-            from edgeslim.models import MODELS
-
             if v not in MODELS:
                 raise RecipeError(f"compress.student: unknown model '{v}'"
                                   f"{suggest(v, MODELS.names())}")
@@ -64,9 +68,6 @@ class DistillOptions(BaseModel):
 
     def distill_cfg(self):
         """The :class:`~edgeslim.recipe.DistillCfg` of ``loss`` with ``loss_options``."""
-        from edgeslim.finetune.distill import LOSSES
-        from edgeslim.recipe import DistillCfg
-
         if self.loss not in LOSSES:
             try:
                 LOSSES.get(self.loss)
@@ -89,8 +90,6 @@ class DistillOptions(BaseModel):
 
 def build_student(options: DistillOptions, *, num_classes: int, input_size: int) -> nn.Module:
     """A fresh student with ``num_classes`` outputs; a builder that ignores it is an error."""
-    from edgeslim.models.loading import build_model, output_classes
-
     student = build_model(options.student, num_classes=num_classes, kwargs=options.student_kwargs)
     n = output_classes(student, input_size)
     if n != num_classes:
@@ -107,9 +106,10 @@ class DistillStudent(Method):
     options = DistillOptions
     trains = True
 
-    def apply(self, job: CompressJob) -> nn.Module:
-        from edgeslim.finetune.distill import build_distillation, num_classes
+    def schedules(self, cfg) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(("baseline",) + super().schedules(cfg)))  # trains from scratch
 
+    def apply(self, job: CompressJob) -> nn.Module:
         opts: DistillOptions = job.options
         teacher = job.model
         n = num_classes(teacher, job.example_inputs)
@@ -119,21 +119,20 @@ class DistillStudent(Method):
         loss_fn, extra = build_distillation(cfg, student=student, teacher=teacher,
                                             example=job.example_inputs)
         description = f"distill student {opts.student} ({opts.loss})"
+        # library use without the pipeline: the recipe's default baseline settings
+        trainer = job.trainer or LoopTrainer(job.data, {"baseline": TrainSpec.of(
+            BaselineCfg(), batch_size=job.batch_size, seed=job.seed)})
         try:
-            if job.train is not None:
-                history = job.train(student, epochs=opts.epochs, loss_fn=loss_fn,
-                                    extra_params=extra, from_scratch=True, description=description)
-            else:  # library use without the pipeline: the recipe's default baseline settings
-                from edgeslim.finetune.train import TrainSpec, train
-                from edgeslim.recipe import BaselineCfg
-
-                history = train(student, job.data, TrainSpec.of(BaselineCfg(), batch_size=job.batch_size,
-                                                                seed=job.seed, epochs=opts.epochs or None),
-                                loss_fn=loss_fn, extra_params=extra, description=description)
+            history = trainer.fit(student, schedule="baseline", epochs=opts.epochs, loss_fn=loss_fn,
+                                  extra_params=extra, description=description)
         finally:
             loss_fn.close()  # the hooks must not stay on the teacher or the student
-        job.notes["spec"] = {"name": opts.student, "num_classes": n, "kwargs": dict(opts.student_kwargs)}
         job.notes.update({"student": opts.student, "loss": opts.loss, "epochs": len(history),
                           "history": history})
         job.log(f"distill: {opts.student} trained {len(history)} epochs from the teacher with {opts.loss}")
         return student.eval()
+
+    def output_spec(self, job: CompressJob) -> dict[str, Any]:
+        opts: DistillOptions = job.options
+        return {"name": opts.student, "num_classes": job.spec["num_classes"],
+                "kwargs": dict(opts.student_kwargs)}

@@ -37,6 +37,7 @@ from edgeslim.compress.base import CompressJob, Method, register_method
 from edgeslim.compress import lowrank
 from edgeslim.errors import CompressionError
 from edgeslim.registry import suggest
+from edgeslim.compress.pruner import recalibrate_bn
 
 RankSpec = Union[int, list[int]]
 
@@ -148,8 +149,6 @@ class _Factorize(Method):
         job.log(f"{self.name}: factorized {len(done)} layers, left {len(skipped)} unchanged")
         if job.cfg.bn_recalibration and job.data is not None:
             # truncated ranks drop energy from every factorized output: BN statistics follow
-            from edgeslim.compress.pruner import recalibrate_bn
-
             recalibrate_bn(model, job.data.train_loader(job.batch_size, seed=job.seed), job.cfg.recalibration_batches)
         return model
 

@@ -50,14 +50,12 @@ class HRank(StructuredMethod):
     description = "structured: remove channels whose output feature maps have the lowest average rank (HRank)"
     options = HRankOptions
 
-    def __init__(self) -> None:
-        self._cache = ScoreCache()
-
     def importance(self, model, job):
         batches = (job.options or HRankOptions()).hrank_batches
 
         def compute(m):
-            key = (id(job.data), job.batch_size, job.seed, batches, model_signature(m))
-            return self._cache.get(key, lambda: collect_scores(m, job, rank_per_channel, batches=batches))
+            # per job: every trial of a MAC-target search scores the same model once
+            cache = job.cache.setdefault(self.name, ScoreCache())
+            return cache.get((batches, model_signature(m)), lambda: collect_scores(m, job, rank_per_channel, batches=batches))
 
         return LayerScoreImportance(model, compute)

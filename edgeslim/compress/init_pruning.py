@@ -61,6 +61,9 @@ def _batches(job: CompressJob, n: int):
 
 class _AtInit(SparseMethod):
     trains = True
+
+    def schedules(self, cfg) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(("baseline",) + super().schedules(cfg)))  # trains from scratch
     options = InitOptions
 
     def masks(self, model: nn.Module, layers: dict[str, nn.Module], job: CompressJob,
@@ -69,9 +72,10 @@ class _AtInit(SparseMethod):
 
     def apply(self, job: CompressJob) -> nn.Module:
         sparsity = check_sparsity(job.cfg.ratio)
-        if job.build_fresh is None or job.train is None:
+        trainer = job.require_trainer(self.name)
+        if job.build_fresh is None:
             raise CompressionError(f"{self.name} prunes a fresh network and trains it: it needs "
-                                   "CompressJob.build_fresh and CompressJob.train (the pipeline provides both)")
+                                   "CompressJob.build_fresh (the pipeline provides it)")
         opts = job.options or self.options()
         model = job.build_fresh()
         layers = self.prunable(model, job)
@@ -80,12 +84,12 @@ class _AtInit(SparseMethod):
         model.load_state_dict(state)
         model.zero_grad(set_to_none=True)
         apply_masks(model, masks)
-        epochs = opts.epochs if opts.epochs is not None else job.train_epochs
+        epochs = opts.epochs if opts.epochs is not None else trainer.epochs("baseline")
         job.notes.update({"pruned_at": "initialization", "train_epochs": epochs, "scope": job.cfg.scope})
         if epochs:
             job.log(f"{self.name}: training the {100 * sparsity:.0f}%-sparse network for {epochs} epochs")
-            job.train(model, epochs=epochs, from_scratch=True, after_step=MaskKeeper(masks),
-                      description=f"{self.name} sparse training")
+            trainer.fit(model, schedule="baseline", epochs=epochs, after_step=MaskKeeper(masks),
+                        description=f"{self.name} sparse training")
         self.record(model, layers, job, masks)
         return model
 

@@ -46,6 +46,7 @@ from edgeslim.compress.pruner import (StructuredMethod, _make_pruner, count_macs
                                       prune_structured, resolve_ignored)
 from edgeslim.compress.safety import channel_indexing_layers
 from edgeslim.errors import CompressionError
+from edgeslim.targets.ort_runner import usable_cores
 
 
 class LatencyOptions(BaseModel):
@@ -191,8 +192,6 @@ class LatencyAware(StructuredMethod):
         return tp.importance.MagnitudeImportance(p=1)
 
     def apply(self, job: CompressJob) -> nn.Module:
-        from edgeslim.targets.ort_runner import usable_cores
-
         opts = job.options if isinstance(job.options, LatencyOptions) else LatencyOptions()
         model, cfg = job.model, job.cfg
         ignored = resolve_ignored(model, cfg.ignored_layers, job.spec.get("num_classes"))

@@ -42,6 +42,7 @@ from edgeslim.compress.base import CompressJob, register_method
 from edgeslim.compress.masks import (MaskKeeper, SparseMethod, apply_masks, check_sparsity,
                                      layer_weights, prunable_layers, score_masks, sparsity_of)
 from edgeslim.errors import CompressionError
+from edgeslim.finetune.train import evaluate
 
 
 def parse_rewind(value: Union[int, str]) -> tuple[str, int]:
@@ -121,8 +122,6 @@ def _criterion_scores(name: str, current: dict[str, torch.Tensor],
 
 
 def _accuracy(model: nn.Module, job: CompressJob) -> float | None:
-    from edgeslim.finetune.train import evaluate
-
     return evaluate(model, job.data.val_loader(job.batch_size)) if job.data.labelled else None
 
 
@@ -145,11 +144,12 @@ def iterative_magnitude_pruning(job: CompressJob, *, keep: list[float], rewind: 
     Every round is recorded in ``job.notes["rounds"]`` (remaining fraction, validation
     accuracy after its training), so one run gives the whole accuracy-vs-sparsity curve.
     """
-    if job.train is None or job.build_fresh is None:
-        raise CompressionError("imp trains inside the compress stage and needs CompressJob.train and "
-                               "CompressJob.build_fresh (the pipeline provides both)")
+    trainer = job.require_trainer("imp")
+    if job.build_fresh is None:
+        raise CompressionError("imp trains inside the compress stage and needs CompressJob.build_fresh "
+                               "(the pipeline provides it)")
     kind, k = parse_rewind(rewind)
-    total = epochs or job.train_epochs
+    total = epochs or trainer.epochs("baseline")
     if not total:
         raise CompressionError("imp needs training epochs per round: set compress.epochs or baseline.epochs > 0")
     if k >= total:
@@ -161,8 +161,8 @@ def iterative_magnitude_pruning(job: CompressJob, *, keep: list[float], rewind: 
         snap = _SnapshotAt(k * max(1, len(job.data.train) // job.batch_size))
         start_state = copy.deepcopy(model.state_dict()) if k == 0 else None
         job.log(f"imp: dense training, {total} epochs (rewind point: epoch {k})")
-        job.train(model, epochs=total, from_scratch=True, after_step=snap if k > 0 else None,
-                  description="imp dense")
+        trainer.fit(model, schedule="baseline", epochs=total, after_step=snap if k > 0 else None,
+                    description="imp dense")
         start_state = start_state if k == 0 else snap.state
     else:
         model = job.model
@@ -182,8 +182,8 @@ def iterative_magnitude_pruning(job: CompressJob, *, keep: list[float], rewind: 
         if kind == "lr":
             reference = {n: w.detach().clone() for n, w in layer_weights(layers).items()}
         job.log(f"imp round {r}/{len(keep)}: {100 * remaining:.1f}% of weights remain")
-        job.train(model, epochs=total - k, from_scratch=True, after_step=MaskKeeper(masks), start_epoch=k,
-                  description=f"imp round {r}")
+        trainer.fit(model, schedule="baseline", epochs=total - k, after_step=MaskKeeper(masks),
+                    start_epoch=k, description=f"imp round {r}")
         rounds.append({"round": r, "remaining": round(remaining, 6),
                        "sparsity": round(sparsity_of(model, list(layers)), 6),
                        "accuracy": _accuracy(model, job)})
@@ -198,6 +198,9 @@ class IMP(SparseMethod):
     description = "lottery ticket: iterative magnitude pruning with rewinding (init, epoch k, lr)"
     options = ImpOptions
     trains = True
+
+    def schedules(self, cfg) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(("baseline",) + super().schedules(cfg)))  # trains from scratch
 
     def apply(self, job: CompressJob) -> nn.Module:
         opts = job.options or ImpOptions()

@@ -26,6 +26,8 @@ import torch.nn as nn
 
 from edgeslim.compress.base import CompressJob, Method
 from edgeslim.errors import CompressionError
+from edgeslim.compress.pruner import classifier_layers
+from edgeslim.registry import suggest
 
 Masks = dict[str, torch.Tensor]
 _PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
@@ -40,9 +42,6 @@ def prunable_layers(model: nn.Module, *, num_classes: int | None = None,
     left dense by default: it is a tiny share of the weights and pruning it costs the most
     accuracy per weight.
     """
-    from edgeslim.compress.pruner import classifier_layers
-    from edgeslim.registry import suggest
-
     modules = dict(model.named_modules())
     for name in ignored:
         if name not in modules:

@@ -8,8 +8,9 @@ get right on its own, and what edgeslim does about each:
   own record of the op but not the user's code, so after pruning the slice selects other
   channels than before: the model still runs, wrongly. The layers feeding such an op are
   left out (``auto_ignored``) and named in the compression report.
-- A ratio (or a global threshold) that would remove every channel of a layer is skipped
-  by Torch-Pruning without a word; here it is a :class:`CompressionError` naming the layer.
+- A ratio that would remove every channel of a layer is skipped by Torch-Pruning without a
+  word; here it is a :class:`CompressionError` naming the layer. A global threshold instead
+  leaves such a layer its ``round_to`` best channels (:func:`fix_rounding`).
 - A ``forward`` that hard-codes a channel count (``x.view(-1, 64)``) fails only when the
   pruned model runs; :func:`check_still_runs` runs it and names the layer that fails.
 
@@ -84,7 +85,13 @@ def fix_rounding(pruner: tp.pruner.MetaPruner) -> None:
     above the layer's width: 22 of 32 keeps 24, 6 of 12 keeps 8. And for grouped
     convolutions it mixes units (the count to prune is per channel group, the layer width
     is not), emptying the layer; here the kept width is a multiple of lcm(round_to, groups).
+
+    A *global* threshold is not a per-layer request: where it falls above every score of a
+    layer, the layer keeps one step (``round_to``, or one channel group) of its best channels
+    instead of vanishing, as Network Slimming's implementations floor each layer's width.
     """
+    if pruner.global_pruning and not pruner.round_to:
+        pruner.round_to = 1  # Torch-Pruning only calls _round_to when round_to is set
     dg = pruner.DG
     channel_groups = {group[0].dep.target.module: pruner._get_channel_groups(group)
                       for group in dg.get_all_groups(ignored_layers=pruner.ignored_layers,
@@ -100,7 +107,7 @@ def fix_rounding(pruner: tp.pruner.MetaPruner) -> None:
     def round_to(n_pruned: int, current: int, multiple: int) -> int:
         groups = channel_groups.get(last.get("module"), 1) or 1
         units = current // groups  # n_pruned counts these
-        if n_pruned >= units:
+        if n_pruned >= units and not pruner.global_pruning:
             return units  # the ratio itself removes everything: refuse_emptying names it
         keep = (units - n_pruned) * groups
         step = math.lcm(multiple, groups)

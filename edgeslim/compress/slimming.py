@@ -98,6 +98,12 @@ class Slimming(StructuredMethod):
     def importance(self, model, job):
         return _GammaImportance(job.seed)
 
+    def schedules(self, cfg) -> tuple[str, ...]:
+        # sparsity training runs at the fine-tuning settings
+        opts = self.options_of(cfg)
+        own = ("finetune",) if opts.sparsity_epochs > 0 else ()
+        return tuple(dict.fromkeys(own + super().schedules(cfg)))
+
     def apply(self, job: CompressJob) -> nn.Module:
         opts = job.options if isinstance(job.options, SlimmingOptions) else SlimmingOptions()
         model = job.model
@@ -112,19 +118,15 @@ class Slimming(StructuredMethod):
             lam = RESIDUAL_LAMBDA if has_residual_adds(model, job.example_inputs) else VGG_LAMBDA
         job.notes["slimming_lambda"] = lam
         if opts.sparsity_epochs > 0:
-            if job.train is None:
-                raise CompressionError("compress.method 'slimming' trains with a sparsity penalty but no "
-                                       "training loop was given; set compress.sparsity_epochs=0 to "
-                                       "prune by the current BatchNorm scales")
-
             def l1_on_gamma(_model, _x, _y, _logits) -> torch.Tensor:
                 return lam * sum(bn.weight.abs().sum() for bn in bns)
 
-            history = job.train(model, epochs=opts.sparsity_epochs, loss_fn=l1_on_gamma,
-                                description="sparsity training")
+            trainer = job.require_trainer(self.name)
+            history = trainer.fit(model, schedule="finetune", epochs=opts.sparsity_epochs,
+                                  loss_fn=l1_on_gamma, description="sparsity training")
             job.notes["sparsity_training"] = history
         gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in bns])
         job.notes["gamma_below_1e-2"] = round(float((gammas < 1e-2).float().mean()), 4)
         # The threshold is global by definition of the method, whatever compress.scope says.
         global_job = dataclasses.replace(job, cfg=job.cfg.model_copy(update={"scope": "global"}))
-        return prune_structured(global_job, self.importance)
+        return prune_structured(global_job, self.importance, explain_global=False)

@@ -17,6 +17,9 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
+from edgeslim.io import format_bytes
+from edgeslim.targets.base import cpu_info
+
 _CHUNK = 1 << 20
 
 
@@ -43,10 +46,6 @@ DENSE_RUNTIMES_NOTE = (
     "updates — and, after structured pruning or factorization, fewer real MACs.")
 
 
-def _kib(b: Any) -> str:
-    return "—" if b is None else f"{b / 1024:,.1f} KiB"
-
-
 def sparsity_section(rows: list[dict[str, Any]], comp_report: dict[str, Any]) -> list[str]:
     """Markdown lines for report.md: dense vs zipped bytes and latency, per artifact."""
     notes = comp_report.get("notes") or {}
@@ -64,7 +63,7 @@ def sparsity_section(rows: list[dict[str, Any]], comp_report: dict[str, Any]) ->
         z = r.get("bytes_zipped")
         ratio = "—" if z is None or not r["bytes"] else f"{z / r['bytes']:.2f}"
         p50 = (r.get("latency_ms") or {}).get("p50")
-        lines.append(f"| {r['id']} | {r['target']} | {_kib(r['bytes'])} | {_kib(z)} | {ratio} | "
+        lines.append(f"| {r['id']} | {r['target']} | {format_bytes(r['bytes'])} | {format_bytes(z)} | {ratio} | "
                      f"{'—' if p50 is None else f'{p50:.3f}'} |")
     lines += ["", DENSE_RUNTIMES_NOTE]
     return lines
@@ -81,8 +80,6 @@ def openvino_sparse_weights() -> tuple[bool, str]:
 
         ok, why = openvino_sparse_weights()   # (False, "this CPU has no AMX (amx_int8)")
     """
-    from edgeslim.targets.base import cpu_info
-
     try:
         import openvino  # noqa: F401
     except ImportError:

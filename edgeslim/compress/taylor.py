@@ -44,15 +44,13 @@ class Taylor(StructuredMethod):
     description = "structured: remove channels with the smallest first-order Taylor score |activation x gradient|"
     options = TaylorOptions
 
-    def __init__(self) -> None:
-        self._cache = ScoreCache()
-
     def importance(self, model, job):
         batches = (job.options or TaylorOptions()).taylor_batches
 
         def compute(m):
-            key = (id(job.data), job.batch_size, job.seed, batches, model_signature(m))
-            return self._cache.get(key, lambda: collect_scores(m, job, taylor_per_channel,
+            # per job: every trial of a MAC-target search scores the same model once
+            cache = job.cache.setdefault(self.name, ScoreCache())
+            return cache.get((batches, model_signature(m)), lambda: collect_scores(m, job, taylor_per_channel,
                                                                batches=batches, backward=True))
 
         return LayerScoreImportance(model, compute)

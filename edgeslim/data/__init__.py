@@ -1,20 +1,31 @@
 """Datasets: ``digits``, ``synthetic`` and ``imagefolder:PATH``, all as a :class:`DataBundle`.
 
+Every bundle says how an image becomes an input (:class:`Preprocessing`) and names its
+classes, and :func:`describe_data` says both without loading the images (a release's
+manifest carries them).
+
 Example::
 
     from edgeslim.data import load_data
 
     bundle = load_data("imagefolder:~/flowers", input_size=224, num_classes=5, seed=0)
     calib = bundle.calibration(256)
+    bundle.classes(), bundle.preprocessing.as_dict()["mean"]
 """
 
 from __future__ import annotations
 
-from edgeslim.data.bundle import DataBundle
+from pathlib import Path
+
+from edgeslim.data import imagefolder
+from edgeslim.data.bundle import DataBundle, Preprocessing
+from edgeslim.data.digits import load_digits_bundle
+from edgeslim.data.imagefolder import load_imagefolder_bundle, scan_folder
+from edgeslim.data.synthetic import load_synthetic_bundle
 from edgeslim.errors import DataError
 from edgeslim.registry import suggest
 
-__all__ = ["DataBundle", "load_data", "DATA_NAMES"]
+__all__ = ["DataBundle", "Preprocessing", "load_data", "describe_data", "DATA_NAMES"]
 
 # What a recipe may name; imagefolder takes a path after the colon.
 DATA_NAMES = ("digits", "synthetic", "imagefolder:PATH")
@@ -45,22 +56,60 @@ def load_data(
     _check_options(input_size, val_fraction, limit_train, limit_val)
     options = dict(input_size=int(input_size), seed=int(seed), limit_train=limit_train, limit_val=limit_val)
     if name == "digits":
-        from edgeslim.data.digits import load_digits_bundle
-
-        return load_digits_bundle(num_classes=num_classes, val_fraction=val_fraction, **options)
+        bundle = load_digits_bundle(num_classes=num_classes, val_fraction=val_fraction, **options)
+        # one mean/std of the resized training images, the same for the three channels
+        mean, std = bundle.train.mean, bundle.train.std
+        bundle.preprocessing = Preprocessing(
+            int(input_size), f"the 8x8 image resized to {input_size}x{input_size} (bilinear, align_corners=False)",
+            1 / 16, (mean,) * 3, (std,) * 3, "grayscale, repeated into the 3 channels")
+        return bundle
     if name == "synthetic":
-        from edgeslim.data.synthetic import load_synthetic_bundle
+        bundle = load_synthetic_bundle(num_classes=num_classes, **options)
+        bundle.preprocessing = Preprocessing(int(input_size), "none: inputs are standard normal noise",
+                                             1.0, (0.0,) * 3, (1.0,) * 3, "RGB")
+        return bundle
+    path = _folder(name)
+    bundle = load_imagefolder_bundle(path, num_classes=num_classes, val_fraction=val_fraction, **options)
+    bundle.preprocessing = _imagefolder_preprocessing(int(input_size))
+    return bundle
 
-        return load_synthetic_bundle(num_classes=num_classes, **options)
+
+def describe_data(name: str, *, input_size: int, num_classes: int, seed: int = 0,
+                  val_fraction: float = 0.2) -> tuple[tuple[str, ...], Preprocessing]:
+    """The class names (label order) and the :class:`Preprocessing` of the data a recipe
+    names, as :func:`load_data` with the same arguments gives them; an image folder is only
+    listed, not read.
+
+    Example::
+
+        classes, pre = describe_data("digits", input_size=32, num_classes=10)
+        classes[:3], pre.layout   # ('0', '1', '2'), 'NCHW'
+    """
+    name = str(name).strip()
+    if name in ("digits", "synthetic"):  # both load in well under a second, images made per item
+        b = load_data(name, input_size=input_size, num_classes=num_classes, seed=seed,
+                      val_fraction=val_fraction, limit_train=1, limit_val=1)
+        return b.classes(), b.preprocessing
+    classes, _ = scan_folder(Path(_folder(name)).expanduser())
+    return tuple(classes), _imagefolder_preprocessing(int(input_size))
+
+
+def _folder(name: str) -> str:
+    """The path of ``imagefolder:PATH``; :class:`DataError` for any other unknown name."""
     if name == "imagefolder" or name.startswith("imagefolder:"):
         path = name[len("imagefolder:"):].strip()
         if not path:
             raise DataError("data 'imagefolder:' needs a folder path, e.g. imagefolder:data/flowers")
-        from edgeslim.data.imagefolder import load_imagefolder_bundle
-
-        return load_imagefolder_bundle(path, num_classes=num_classes, val_fraction=val_fraction, **options)
+        return path
     hint = suggest(name.split(":", 1)[0], ("digits", "synthetic", "imagefolder"))
     raise DataError(f"unknown data '{name}'{hint} (known: {', '.join(DATA_NAMES)})")
+
+
+def _imagefolder_preprocessing(size: int) -> Preprocessing:
+    # read_image's transform: RGB, shorter side resized, centre crop, /255, ImageNet mean/std
+    return Preprocessing(size, f"shorter side resized to {size} (bilinear), centre crop {size}x{size}",
+                         1 / 255, tuple(float(v) for v in imagefolder.MEAN),
+                         tuple(float(v) for v in imagefolder.STD), "RGB")
 
 
 def _check_options(input_size, val_fraction, limit_train, limit_val) -> None:

@@ -26,6 +26,33 @@ from torch.utils.data import DataLoader, Dataset
 from edgeslim.errors import DataError
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """How one image becomes the model's input, for whoever deploys the model: read it in
+    ``channel_order``, resize by ``resize``, multiply by ``scale``, then per channel
+    ``(x - mean) / std``, as a ``dtype`` tensor in ``layout`` of ``input_size``².
+
+    Example::
+
+        Preprocessing(224, "shorter side to 224 (bilinear), centre crop 224x224", 1 / 255,
+                      (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB").as_dict()["layout"]  # 'NCHW'
+    """
+
+    input_size: int
+    resize: str
+    scale: float  # pixel values are multiplied by this before normalizing (1/255: 8-bit images)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    channel_order: str  # RGB, or how a grayscale source fills the three channels
+    layout: str = "NCHW"
+    dtype: str = "float32"
+
+    def as_dict(self) -> dict:
+        return {"input_size": self.input_size, "input_shape": [1, 3, self.input_size, self.input_size],
+                "resize": self.resize, "scale": self.scale, "mean": list(self.mean), "std": list(self.std),
+                "channel_order": self.channel_order, "layout": self.layout, "dtype": self.dtype}
+
+
 @dataclass
 class DataBundle:
     """Train and val datasets of one source, with their class count and input size."""
@@ -39,6 +66,15 @@ class DataBundle:
     input_size: int
     # Class names in label order, when the source has them (imagefolder folder names).
     class_names: tuple[str, ...] | None = None
+    # How an image becomes an input (filled in by load_data; see Preprocessing).
+    preprocessing: Preprocessing | None = None
+
+    def classes(self) -> tuple[str, ...]:
+        """Class names in label order; the label indices as strings when the source has none.
+
+        Example: ``load_data("synthetic", input_size=8, num_classes=3).classes()`` -> ``('0', '1', '2')``.
+        """
+        return self.class_names or tuple(str(i) for i in range(self.num_classes))
 
     def train_loader(
         self,

@@ -26,6 +26,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 # ImageNet statistics: pretrained backbones expect inputs normalized with these.
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+MAX_LISTED = 10  # unreadable images named in one error; the rest are counted
 
 
 def read_image(path: Path, input_size: int) -> torch.Tensor:
@@ -94,18 +95,25 @@ def scan_folder(root: Path) -> tuple[list[str], list[list[Path]]]:
         )
         if not images:
             raise DataError(f"class folder '{name}' in {root} has no images")
-        for path in images:
-            _verify(path)
         files.append(images)
+    # Every broken file at once: a user fixing them one run at a time would rerun N times.
+    broken = [(path, why) for images in files for path in images if (why := _unreadable(path))]
+    if broken:
+        shown = "; ".join(f"{path.relative_to(root)} ({why})" for path, why in broken[:MAX_LISTED])
+        more = f"; and {len(broken) - MAX_LISTED} more" if len(broken) > MAX_LISTED else ""
+        noun = "image" if len(broken) == 1 else "images"
+        raise DataError(f"cannot read {len(broken)} {noun} in {root}: {shown}{more}")
     return classes, files
 
 
-def _verify(path: Path) -> None:
+def _unreadable(path: Path) -> str | None:
+    """Why Pillow cannot read ``path``, or None when it can."""
     try:
         with Image.open(path) as image:
             image.verify()
     except Exception as exc:  # Pillow raises many types for broken files; all mean "unreadable"
-        raise DataError(f"cannot read image {path}: {exc}") from None
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
 
 
 def _split(files: list[list[Path]], val_fraction: float, seed: int):

@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-from edgeslim.errors import ExportError
+from edgeslim.errors import ExportError, first_line
 
 
 def external_files(path: str | Path) -> list[Path]:
@@ -72,7 +72,7 @@ def check_onnx(path: str | Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=False)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise ExportError(f"{path} fails the ONNX checker: {first}") from None
 
 

@@ -19,54 +19,25 @@ Example::
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from edgeslim.artifacts import Artifact
-from edgeslim.errors import EdgeslimError, ExportError, ParityError
+from edgeslim.backends.common import converter_error, quiet
+from edgeslim.backends.openvino import check_ir, openvino_status, version
+from edgeslim.errors import EdgeslimError, ExportError
 from edgeslim.exporters.base import Exporter, register_exporter
-from edgeslim.exporters.onnx import INPUT, OUTPUT, _first_line, _quiet, torch_to_onnx
-from edgeslim.exporters.parity import compare
-
-# A Const's weights in the .xml: <data element_type=".." shape=".." offset="N" size="M" />
-_WEIGHT_SPAN = re.compile(rb'offset="(\d+)"\s+size="(\d+)"')
-
-
-def check_ir(xml: str | Path, *, error: type[EdgeslimError] = ExportError) -> list[Path]:
-    """The IR's files ``[model.xml, model.bin]``, after checking the .bin holds every weight.
-
-    OpenVINO reports a missing or short .bin as "Incorrect weights in bin file!" without
-    naming it; this names the file and what is missing. The .xml is scanned with a regular
-    expression, not an XML parser, so a hostile file cannot expand entities.
-
-    Example::
-
-        files = check_ir("run/30-export/baseline-openvino/model.xml")
-    """
-    xml = Path(xml)
-    if not xml.is_file():
-        raise error(f"OpenVINO IR file not found: {xml}")
-    binf = xml.with_suffix(".bin")
-    text = xml.read_bytes()
-    if b"<net" not in text[:4096]:
-        raise error(f"{xml} is not an OpenVINO IR .xml file")
-    needed = max((int(o) + int(s) for o, s in _WEIGHT_SPAN.findall(text)), default=0)
-    if needed == 0 and not binf.exists():
-        return [xml]  # a model without weights needs no .bin
-    if not binf.is_file():
-        raise error(f"OpenVINO IR weights file {binf} is missing (needed by {xml.name})")
-    have = binf.stat().st_size
-    if have < needed:
-        raise error(f"OpenVINO IR weights file {binf} is truncated: {have} bytes, "
-                    f"{xml.name} needs {needed}")
-    return [xml, binf]
+from edgeslim.exporters.config import ExportCfg
+from edgeslim.exporters.onnx import INPUT, OUTPUT, torch_to_onnx
+from edgeslim.exporters.parity import MIN_COSINE
+from edgeslim.targets.openvino_runner import OpenVinoRunner
+from edgeslim.targets.runner import Runner
 
 
 def _name_io(ov_model: Any) -> Any:
@@ -91,7 +62,7 @@ def torch_to_ir(model: nn.Module, sample: torch.Tensor, xml: Path, *, fp16_weigh
     import openvino as ov
 
     c, h, w = sample.shape[1:]
-    with _quiet(), torch.no_grad():
+    with quiet("torch.onnx", warnings_too=True), torch.no_grad():
         ov_model = ov.convert_model(model.eval(), example_input=sample[:1].repeat(2, 1, 1, 1),
                                     input=[(-1, int(c), int(h), int(w))])
     return _save(_name_io(ov_model), xml, fp16_weights)
@@ -109,7 +80,7 @@ def onnx_to_ir(onnx_path: str | Path, xml: Path, *, fp16_weights: bool = False) 
     try:
         ov_model = ov.convert_model(str(onnx_path))
     except Exception as err:
-        raise ExportError(f"OpenVINO cannot convert {onnx_path}: {_first_line(err)}") from None
+        raise ExportError(f"OpenVINO cannot convert {onnx_path}: {converter_error(err)}") from None
     return _save(_name_io(ov_model), xml, fp16_weights)
 
 
@@ -120,18 +91,13 @@ class OpenVinoExporter(Exporter):
     requires = ("openvino",)
     precisions = ("fp32", "fp16", "bf16", "int8")
 
+    parity_subject = "OpenVINO export"
+
     def available(self) -> tuple[bool, str]:
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            return False, "openvino is not installed"
-        return True, ""
+        return openvino_status()
 
-    def export(self, model: nn.Module, sample: np.ndarray, out_dir: Path, *, cfg: Any,
-               variant: str, method: str) -> Artifact:
-        from edgeslim.quantizers.base import MIN_COSINE
-        from edgeslim.targets.openvino_runner import OpenVinoRunner
-
+    def export_impl(self, model: nn.Module, sample: np.ndarray, out_dir: Path, *, cfg: ExportCfg,
+                    variant: str, method: str) -> Artifact:
         xml = out_dir / "model.xml"
         fp16 = cfg.openvino_weights == "fp16"
         x = torch.from_numpy(sample)
@@ -140,7 +106,7 @@ class OpenVinoExporter(Exporter):
         except EdgeslimError:
             raise
         except Exception as err:  # the PyTorch frontend gave up: go through ONNX instead
-            first = _first_line(err)
+            first = converter_error(err)
             tmp = Path(tempfile.mkdtemp(prefix=".onnx-", dir=out_dir))
             try:
                 torch_to_onnx(model, x, tmp / "model.onnx", cfg.opset)
@@ -148,20 +114,21 @@ class OpenVinoExporter(Exporter):
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             route += f" (pytorch frontend failed: {first})"
-        with torch.no_grad():
-            ref = model.eval()(x).numpy()
         art = Artifact(xml, "openvino", "fp32", variant, method, files=files)
-        with OpenVinoRunner(art, inference_precision="f32") as runner:
-            out = runner.infer(sample)
-            executed = runner.semantics()["inference_precision"]
-        # FP16-stored weights are rounded: hold them to the FP16 bar, not the FP32 one.
-        report = compare(ref, out, max_abs=None if fp16 else cfg.parity.max_abs,
-                         min_cosine=MIN_COSINE["fp16"] if fp16 else cfg.parity.min_cosine)
-        import openvino as ov
-
-        art.info = {"converter": f"openvino.convert_model from {route}", "openvino": ov.__version__,
-                    "weights": "fp16" if fp16 else "fp32", "parity": report.to_json(),
-                    "parity_reference": "pytorch", "parity_inference_precision": executed}
-        if not report.passed:
-            raise ParityError(f"OpenVINO export of the {variant} model differs from PyTorch: {report.summary()}")
+        art.info = {"converter": f"openvino.convert_model from {route}", "openvino": version(),
+                    "weights": "fp16" if fp16 else "fp32"}
         return art
+
+    def parity_runner(self, art: Artifact) -> Runner:
+        # f32 forced: on a bf16/AMX CPU OpenVINO would run bf16 and parity would measure
+        # the runtime's rounding, not the export.
+        return OpenVinoRunner(art, inference_precision="f32")
+
+    def parity_tolerance(self, art: Artifact, cfg: ExportCfg) -> tuple[Optional[float], float]:
+        # FP16-stored weights are rounded: hold them to the FP16 bar, not the FP32 one.
+        if art.info.get("weights") == "fp16":
+            return None, MIN_COSINE["fp16"]
+        return super().parity_tolerance(art, cfg)
+
+    def parity_facts(self, runner: Runner) -> dict[str, Any]:
+        return {"parity_inference_precision": runner.semantics()["inference_precision"]}

@@ -13,6 +13,10 @@ from typing import Optional
 
 import numpy as np
 
+# How close a reduced-precision artifact must stay to its reference on real inputs: a
+# quantized artifact to its FP32 parent, an FP16-weights export to PyTorch.
+MIN_COSINE = {"fp16": 0.999, "bf16": 0.99, "int8": 0.95}
+
 
 @dataclass
 class ParityReport:

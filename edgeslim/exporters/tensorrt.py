@@ -1,7 +1,7 @@
 """TensorRT engines, built from ONNX with the TensorRT Python API (10.x and 11.x).
 
 TensorRT is optional and imported lazily: every module of edgeslim imports without it,
-and :func:`tensorrt_status` says why this path is unavailable ("tensorrt is not
+and :func:`~edgeslim.backends.tensorrt.tensorrt_status` says why this path is unavailable ("tensorrt is not
 installed", "no CUDA device").
 
 Precision lives in the ONNX, not in builder flags. TensorRT 11 removed weak typing (the
@@ -28,80 +28,25 @@ import numpy as np
 import torch.nn as nn
 
 from edgeslim.artifacts import Artifact
-from edgeslim.errors import EdgeslimError, ExportError, ParityError
+from edgeslim.backends.tensorrt import import_tensorrt, logger, strongly_typed_flag, tensorrt_status
+from edgeslim.errors import ExportError
 from edgeslim.exporters.base import Exporter, register_exporter
-from edgeslim.exporters.parity import compare
+from edgeslim.exporters.config import ExportCfg
+from edgeslim.exporters.onnx import OnnxExporter
 
 MAX_BATCH = 64  # the optimization profile covers batch 1..64 (accuracy runs at 64), tuned for 1
 WORKSPACE = 1 << 30
-
-
-def import_tensorrt(error: type[EdgeslimError] = ExportError) -> Any:
-    """``import tensorrt``, or one clear error line when it is not installed."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise error("tensorrt is not installed (pip install 'edgeslim[tensorrt]')") from None
-    return trt
-
-
-def cuda_device_count() -> int:
-    """CUDA GPUs visible here (torch's view, else the NVIDIA driver's /proc listing)."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.device_count()
-    except Exception:
-        pass
-    gpus = Path("/proc/driver/nvidia/gpus")
-    return len(list(gpus.iterdir())) if gpus.is_dir() else 0
-
-
-def tensorrt_installed() -> bool:
-    """Whether ``import tensorrt`` would find a module, without importing it."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("tensorrt") is not None
-    except (ImportError, ValueError):  # a finder refusing it, or a broken stub in sys.modules
-        return False
-
-
-def tensorrt_status() -> tuple[bool, str]:
-    """(True, "") where engines can be built and run here, else (False, reason)."""
-    if not tensorrt_installed():
-        return False, "tensorrt is not installed"
-    if cuda_device_count() == 0:
-        return False, "no CUDA device"
-    try:
-        import torch
-
-        if not torch.cuda.is_available():  # TensorRT runs through torch's CUDA tensors here
-            return False, "torch has no CUDA support (a CPU-only build)"
-    except Exception:
-        return False, "torch has no CUDA support"
-    return True, ""
-
-
-def _logger(trt: Any) -> Any:
-    return trt.Logger(trt.Logger.ERROR)
-
-
-def strongly_typed_flag(trt: Any) -> int | None:
-    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    return None if flag is None else 1 << int(flag)
 
 
 def build_engine(onnx_path: Path, engine_path: Path, *, precision: str, max_batch: int = MAX_BATCH,
                  workspace: int = WORKSPACE) -> dict[str, Any]:
     """Parse ``onnx_path``, build and serialize an engine to ``engine_path``; returns build facts."""
     trt = import_tensorrt()
-    logger = _logger(trt)
-    builder = trt.Builder(logger)
+    log = logger(trt)
+    builder = trt.Builder(log)
     typed = strongly_typed_flag(trt)
     network = builder.create_network(typed if typed is not None else 0)
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, log)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
         raise ExportError(f"TensorRT cannot parse {onnx_path}: {errors or 'unknown error'}")
@@ -149,24 +94,13 @@ class TensorRtExporter(Exporter):
     description = "TensorRT engine built from ONNX (strongly typed), for NVIDIA GPUs and Jetsons"
     requires = ("tensorrt",)
 
+    parity_subject = "TensorRT engine"
+
     def available(self) -> tuple[bool, str]:
         return tensorrt_status()
 
-    def export(self, model: nn.Module, sample: np.ndarray, out_dir: Path, *, cfg: Any,
-               variant: str, method: str) -> Artifact:
-        import torch
-
-        from edgeslim.exporters import EXPORTERS
-        from edgeslim.targets.tensorrt_runner import TrtRunner
-
-        onnx_art = EXPORTERS.get("onnx").export(model, sample, out_dir, cfg=cfg, variant=variant, method=method)
-        art = engine_artifact(onnx_art, out_dir, "fp32")
-        with torch.no_grad():
-            ref = model.eval()(torch.from_numpy(sample)).numpy()
-        with TrtRunner(art) as runner:
-            out = runner.infer(sample)
-        report = compare(ref, out, max_abs=cfg.parity.max_abs, min_cosine=cfg.parity.min_cosine)
-        art.info.update({"parity": report.to_json(), "parity_reference": "pytorch"})
-        if not report.passed:
-            raise ParityError(f"TensorRT engine of the {variant} model differs from PyTorch: {report.summary()}")
-        return art
+    def export_impl(self, model: nn.Module, sample: np.ndarray, out_dir: Path, *, cfg: ExportCfg,
+                    variant: str, method: str) -> Artifact:
+        # The engine is built from the ONNX export, itself checked against PyTorch first.
+        onnx_art = OnnxExporter().export(model, sample, out_dir, cfg=cfg, variant=variant, method=method)
+        return engine_artifact(onnx_art, out_dir, "fp32")

@@ -24,19 +24,21 @@ Example::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeslim.errors import CompressionError, RecipeError
+from edgeslim.finetune.config import DistillCfg
 from edgeslim.finetune.features import FeatureTap, eval_mode, final_linear, parse_pairs, probe
+from edgeslim.models.checkpoint import STRUCTURE, load_model
+from edgeslim.models.loading import build_model, load_weights
 from edgeslim.registry import Registry
 
-if TYPE_CHECKING:
-    from edgeslim.recipe import DistillCfg, Recipe
 
 
 class DistillLoss(nn.Module):
@@ -49,7 +51,7 @@ class DistillLoss(nn.Module):
     uses: ClassVar[tuple[str, ...]]  # the DistillCfg fields this loss reads
     hard_label_weight: float = 1.0  # weight of the hard-label cross-entropy next to this loss
 
-    def __init__(self, cfg: "DistillCfg", *, student: nn.Module, teacher: nn.Module,
+    def __init__(self, cfg: DistillCfg, *, student: nn.Module, teacher: nn.Module,
                  example: torch.Tensor):
         super().__init__()
         self.cfg = cfg
@@ -58,8 +60,6 @@ class DistillLoss(nn.Module):
     @classmethod
     def options_help(cls) -> str:
         """The recipe fields this loss reads, with their defaults, on one line."""
-        from edgeslim.recipe import DistillCfg
-
         fields = DistillCfg.model_fields
         return ", ".join(f"{k}={fields[k].default!r}" for k in cls.uses)
 
@@ -272,13 +272,10 @@ def num_classes(model: nn.Module, example: torch.Tensor) -> int:
         return int(model(example[:1]).shape[1])
 
 
-def load_teacher(cfg: "DistillCfg", *, baseline_dir: Optional[Path] = None,
+def load_teacher(cfg: DistillCfg, *, baseline_dir: Optional[Path] = None,
                  spec: Optional[dict[str, Any]] = None) -> nn.Module:
     """The baseline model, a saved stage folder (``structure.json``), or a weights file
     for the baseline's architecture."""
-    from edgeslim.models.checkpoint import STRUCTURE, load_model
-    from edgeslim.models.loading import build_model, load_weights
-
     if cfg.teacher == "baseline":
         if baseline_dir is None:
             raise CompressionError("distillation: no baseline model to use as the teacher")
@@ -294,14 +291,12 @@ def load_teacher(cfg: "DistillCfg", *, baseline_dir: Optional[Path] = None,
     if not path.is_file():
         raise RecipeError(f"finetune.distill.teacher: {path} does not exist")
     if spec is None:
-        import json
-
         spec = json.loads((Path(baseline_dir) / STRUCTURE).read_text())["spec"]
     model = build_model(spec["name"], num_classes=spec["num_classes"], kwargs=spec.get("kwargs", {}))
     return load_weights(model, path).eval()
 
 
-def build_distillation(cfg: "DistillCfg", *, student: nn.Module, example: torch.Tensor,
+def build_distillation(cfg: DistillCfg, *, student: nn.Module, example: torch.Tensor,
                        baseline_dir: Optional[Path] = None,
                        teacher: Optional[nn.Module] = None) -> tuple[Distillation, list[nn.Parameter]]:
     """The loss_fn for train() and the extra parameters its optimizer must train.
@@ -321,30 +316,3 @@ def build_distillation(cfg: "DistillCfg", *, student: nn.Module, example: torch.
     loss = LOSSES.get(cfg.method)(cfg, student=student, teacher=teacher, example=example)
     fn = Distillation(loss, teacher)
     return fn, fn.parameters()
-
-
-def check_distillation(recipe: "Recipe") -> None:
-    """Fail before any training when distillation cannot work with these models: an
-    unknown layer, mismatched class counts, a missing teacher file, a bad student."""
-    from edgeslim.models.loading import build_model
-
-    m = recipe.model
-    student = None
-    if recipe.compress.method == "distill":
-        from edgeslim.compress.distill_student import build_student
-
-        student = build_student(recipe.compress.method_options(), num_classes=m.num_classes,
-                                input_size=m.input_size)
-    cfg = recipe.finetune.distill
-    if cfg is None:
-        return
-    spec = {"name": m.name, "num_classes": m.num_classes, "kwargs": dict(m.kwargs)}
-    example = torch.zeros(2, 3, m.input_size, m.input_size)
-    if cfg.teacher == "baseline":
-        teacher = build_model(m.name, num_classes=m.num_classes, kwargs=m.kwargs)
-    else:
-        teacher = load_teacher(cfg, spec=spec)
-    if student is None:  # pruning keeps layer names: the architecture stands in for it
-        student = build_model(m.name, num_classes=m.num_classes, kwargs=m.kwargs)
-    fn, _ = build_distillation(cfg, student=student, teacher=teacher, example=example)
-    fn.close()

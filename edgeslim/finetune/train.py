@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from edgeslim.errors import EdgeslimError
+from edgeslim.finetune import distributed
 from edgeslim.pipeline.context import NullReporter, Reporter
 
 # loss_fn(model, x, y, logits) -> extra loss tensor, added to the task loss; or
@@ -107,8 +109,6 @@ def train(
     """
     from torch.utils.data import DistributedSampler
 
-    from edgeslim.finetune import distributed
-
     reporter = reporter or NullReporter()
     torch.manual_seed(spec.seed)
     params = [p for p in model.parameters() if p.requires_grad] + list(extra_params or [])
@@ -119,8 +119,6 @@ def train(
     labelled = getattr(data, "labelled", True)
     rank, size = distributed.world()
     if spec.batch_size % size:
-        from edgeslim.errors import EdgeslimError
-
         raise EdgeslimError(f"data.batch_size {spec.batch_size} is not divisible by {size} processes")
     # One sampler in every mode, so a 1-process run and an N-process run see the same global
     # batches (rank r takes positions r, r+N, ... of the same permutation); only full batches.
@@ -147,8 +145,6 @@ def train(
                     if loss_fn is not None:
                         loss = add_loss(loss, loss_fn(model, x, y, logits))
                     if not torch.isfinite(loss):
-                        from edgeslim.errors import EdgeslimError
-
                         raise EdgeslimError(f"{description}: the loss became {float(loss)} at epoch {epoch + 1}; lower the learning rate")
                     opt.zero_grad(set_to_none=True)
                     loss.backward()

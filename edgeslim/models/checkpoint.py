@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from edgeslim.errors import ModelError
 from edgeslim.io import atomic_write_text
+from edgeslim.models.loading import build_model
 
 WEIGHTS = "model.safetensors"
 STRUCTURE = "structure.json"
@@ -137,8 +138,6 @@ def save_model(model: nn.Module, directory: str | Path, spec: dict[str, Any]) ->
 
 def load_model(directory: str | Path) -> nn.Module:
     """Rebuild a model saved by :func:`save_model`, in eval mode."""
-    from edgeslim.models.loading import build_model
-
     directory = Path(directory)
     try:
         meta = json.loads((directory / STRUCTURE).read_text())

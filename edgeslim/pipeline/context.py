@@ -11,7 +11,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 
 class Reporter(Protocol):
@@ -35,15 +35,9 @@ class NullReporter:
 @dataclass
 class Context:
     run_dir: Path
-    seed: int = 0
     reporter: Reporter = field(default_factory=NullReporter)
-    # Distributed training (see edgeslim.finetune.distributed): rank 0 writes outputs.
-    rank: int = 0
-    world_size: int = 1
+    # Per-run state shared by the stages of one run (the loaded dataset, keyed by its slice).
+    cache: dict[Any, Any] = field(default_factory=dict)
 
     def log(self, message: str) -> None:
         self.reporter.log(message)
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0

@@ -1,5 +1,10 @@
 """Run a recipe end to end: baseline → compress → fine-tune → export → quantize → profile.
 
+The runner only wires stages: for each it takes the stage's slice of the recipe, the
+results of its upstream stages, and lets :func:`~edgeslim.pipeline.stage.run_stage` skip
+it when a folder with the same key (slice + inputs) is already done. The stages never see
+the recipe.
+
 Example::
 
     from edgeslim.recipe import load_recipe
@@ -14,19 +19,23 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 from edgeslim.artifacts import Artifact
-from edgeslim.data import load_data
-from edgeslim.io import atomic_write_text, read_json, write_json
-from edgeslim.models.loading import build_model, output_classes
-from edgeslim.errors import ModelError
-from edgeslim.pipeline import stages
+from edgeslim.errors import RunDirError
+from edgeslim.finetune import distributed
+from edgeslim.io import atomic_write_text, read_json, sha256_json
 from edgeslim.pipeline.context import Context, Reporter
-from edgeslim.pipeline.lock import RunLock
-from edgeslim.pipeline.profile import profile_stage
-from edgeslim.pipeline.stage import StageResult, clean_stale_temporaries, run_stage
-from edgeslim.recipe import Recipe, dump_recipe, recipe_to_dict
+from edgeslim.pipeline.lock import RunLock, recipe_change
+from edgeslim.pipeline.matrix import Cell, Skipped, all_precisions, cells, variants
+from edgeslim.pipeline.preflight import preflight
+from edgeslim.pipeline.stage import StageResult, clean_stale_temporaries, run_stage, storage_failure
+from edgeslim.pipeline.stages import (BaselineStage, CompressStage, ExportStage, FinetuneStage,
+                                      ProfileInputs, ProfileStage, QuantizeStage, Stage)
+from edgeslim.pipeline.stages.base import input_hashes
+from edgeslim.quantizers import QUANTIZERS
+from edgeslim.recipe import Recipe, dump_recipe
+from edgeslim.report.write import write_reports
 
 
 @dataclass
@@ -35,40 +44,21 @@ class RunSummary:
     rows: list[dict[str, Any]]
     stages: list[StageResult] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _data_cfg(recipe: Recipe) -> dict[str, Any]:
-    return {"data": recipe.data.model_dump(mode="json"), "input_size": recipe.model.input_size,
-            "num_classes": recipe.model.num_classes, "seed": recipe.seed}
-
-
-def check_model(recipe: Recipe) -> None:
-    """Fail before any stage when the model cannot be built or does not fit the recipe."""
-    m = recipe.model
-    model = build_model(m.name, num_classes=m.num_classes, kwargs=m.kwargs)
-    n = output_classes(model, m.input_size)
-    if n != m.num_classes:
-        raise ModelError(f"model '{m.name}' outputs {n} classes but model.num_classes is {m.num_classes}")
-    from edgeslim.finetune.distill import check_distillation
-
-    check_distillation(recipe)  # distillation layers, teacher and student, before any training
-
-
-def _weights_key(recipe: Recipe) -> str | None:
-    from edgeslim.io import sha256_file
-
-    w = recipe.model.weights
-    return sha256_file(w) if w and Path(w).is_file() else w
+    # the model stages, for the report (None on the ranks > 0 of a distributed run)
+    baseline: Optional[StageResult] = None
+    compressed: Optional[StageResult] = None
+    finetuned: Optional[StageResult] = None
 
 
 def run_recipe(recipe: Recipe, out_dir: Path, *, reporter: Reporter | None = None,
-               wait: bool = False) -> RunSummary:
-    """Run every stage of ``recipe`` into ``out_dir``, skipping stages already done."""
-    from edgeslim.errors import RunDirError
-    from edgeslim.pipeline.stage import storage_failure
+               wait: bool = False, share_from: Sequence[Path] = ()) -> RunSummary:
+    """Run every stage of ``recipe`` into ``out_dir``, skipping stages already done.
 
+    ``share_from``: other run directories whose done stages with equal keys are linked
+    instead of recomputed (how a plan's candidates share their common stages).
+    """
     try:
-        return _run(recipe, out_dir, reporter=reporter, wait=wait)
+        return _run(recipe, Path(out_dir), reporter=reporter, wait=wait, share_from=share_from)
     except OSError as err:  # writes outside a stage: recipe.yaml, the reports
         why = storage_failure(err)
         if why:
@@ -76,98 +66,83 @@ def run_recipe(recipe: Recipe, out_dir: Path, *, reporter: Reporter | None = Non
         raise
 
 
-def _run(recipe: Recipe, out_dir: Path, *, reporter: Reporter | None, wait: bool) -> RunSummary:
-    t0 = time.perf_counter()
-    run_dir = Path(out_dir)
-    ctx = Context(run_dir=run_dir, seed=recipe.seed, **({"reporter": reporter} if reporter else {}))
-    check_model(recipe)
-    data = load_data(recipe.data.name, input_size=recipe.model.input_size,
-                     num_classes=recipe.model.num_classes, seed=recipe.seed,
-                     val_fraction=recipe.data.val_fraction, limit_train=recipe.data.limit_train,
-                     limit_val=recipe.data.limit_val)
-    from edgeslim.finetune import distributed
+class _Runner:
+    """Runs declared stages into one run directory and remembers what ran."""
 
+    def __init__(self, recipe: Recipe, ctx: Context, share_from: Sequence[Path]):
+        self.recipe, self.ctx, self.share_from = recipe, ctx, list(share_from)
+        self.done: list[StageResult] = []
+
+    def __call__(self, stage: Stage, folder: str, inputs: dict[str, Optional[StageResult]],
+                 extra_key: Any = None, run_inputs: Any = None, **where: Any) -> StageResult:
+        cfg = stage.slice(self.recipe, **where)
+        key_inputs = input_hashes(inputs) + ([sha256_json(extra_key)] if extra_key is not None else [])
+        res = run_stage(self.ctx.run_dir, folder, cfg.key(), key_inputs,
+                        lambda d: stage.run(d, inputs if run_inputs is None else run_inputs, cfg, self.ctx),
+                        share_from=self.share_from)
+        self.ctx.log(f"{folder}: {'cached' if res.cached else f'done in {res.seconds:.1f}s'}")
+        self.done.append(res)
+        return res
+
+
+def _run(recipe: Recipe, run_dir: Path, *, reporter: Reporter | None, wait: bool,
+         share_from: Sequence[Path]) -> RunSummary:
+    t0 = time.perf_counter()
+    ctx = Context(run_dir=run_dir, **({"reporter": reporter} if reporter else {}))
+    preflight(recipe)
     rank, _ = distributed.init_from_env()
-    ctx.rank, ctx.world_size = distributed.world()
     # Under torchrun only rank 0 owns the run directory; the others join the training stages.
-    with RunLock(run_dir, wait=wait) if rank == 0 else contextlib.nullcontext():
+    with RunLock(run_dir, wait=wait, log=ctx.log) if rank == 0 else contextlib.nullcontext():
         if rank == 0:
             clean_stale_temporaries(run_dir)
-            atomic_write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
-        done: list[StageResult] = []
-
-        def stage(name: str, config: Any, inputs: list[str], fn) -> StageResult:
-            res = run_stage(run_dir, name, config, inputs, fn)
-            ctx.log(f"{name}: {'cached' if res.cached else f'done in {res.seconds:.1f}s'}")
-            done.append(res)
-            return res
-
-        dcfg = _data_cfg(recipe)
-        base = stage("00-baseline", {"model": recipe.model.model_dump(mode="json"),
-                                     "weights": _weights_key(recipe), "data": dcfg,
-                                     "baseline": recipe.baseline.model_dump(mode="json")}, [],
-                     lambda d: stages.baseline(d, recipe, data, ctx))
-        comp = stage("10-compress", {"compress": recipe.compress.model_dump(mode="json"), "data": dcfg,
-                                     "finetune": recipe.finetune.model_dump(mode="json")
-                                     if recipe.compress.steps > 1 else None},
-                     [base.hash], lambda d: stages.compress(d, base.dir, recipe, data, ctx))
-        fine = stage("20-finetune", {"finetune": recipe.finetune.model_dump(mode="json"), "data": dcfg},
-                     [comp.hash, base.hash if recipe.finetune.distill else ""],
-                     lambda d: stages.finetune(d, comp.dir, base.dir, recipe, data, ctx))
+            text = dump_recipe(recipe)
+            if (note := recipe_change(run_dir, text)) is not None:
+                ctx.log(note)
+            atomic_write_text(run_dir / "recipe.yaml", text)
+        stage = _Runner(recipe, ctx, share_from)
+        base = stage(BaselineStage(), "00-baseline", {})
+        comp = stage(CompressStage(), "10-compress", {"baseline": base})
+        ft = FinetuneStage()
+        teacher = base if recipe.finetune.distill is not None else None
+        fine = stage(ft, "20-finetune", {"compressed": comp, "teacher": teacher})
         distributed.finish()
         if rank != 0:  # export, quantize and profile run once, on rank 0
-            return RunSummary(run_dir, [], done, time.perf_counter() - t0)
-
-        method = recipe.compress.method
-        variants = [("compressed", fine, method)]
-        if recipe.export.include_baseline:
-            variants.insert(0, ("baseline", base, "none"))
-        artifacts: list[tuple[Artifact, StageResult]] = []
-        skipped: list[dict[str, Any]] = []
-        export_cfg = recipe.export.model_dump(mode="json", exclude={"formats"})
-        quant_cfg = recipe.quantize.model_dump(mode="json", exclude={"precisions"})
-        for variant, src, meth in variants:
-            for fmt in recipe.export.formats:
-                exp = stage(f"30-export/{variant}-{fmt}", {"export": export_cfg, "format": fmt, "data": dcfg},
-                            [src.hash], lambda d, src=src, fmt=fmt, variant=variant, meth=meth:
-                            stages.export(d, src.dir, fmt, variant, meth, recipe, data, ctx))
-                if "skipped" in exp.outputs:  # one skipped row per precision the recipe asks for
-                    for precision in dict.fromkeys(["fp32", *recipe.quantize.precisions]):
-                        skipped.append({"variant": variant, "method": meth, "format": fmt,
-                                        "precision": precision, "reason": exp.outputs["skipped"]})
-                    continue
-                parent = Artifact.from_json(exp.outputs["artifact"], exp.dir)
-                for precision in recipe.quantize.precisions:
-                    if precision == "fp32":
-                        artifacts.append((parent, exp))
-                        continue
-                    from edgeslim.quantizers import QUANTIZERS
-
-                    if f"{fmt}-{precision}" not in QUANTIZERS:
-                        skipped.append({"variant": variant, "method": meth, "format": fmt,
-                                        "precision": precision,
-                                        "reason": f"no {precision} quantizer for {fmt}"})
-                        continue
-                    q = stage(f"40-quantize/{variant}-{fmt}-{precision}",
-                              {"quantize": quant_cfg, "precision": precision, "data": dcfg}, [exp.hash],
-                              lambda d, parent=parent, precision=precision:
-                              stages.quantize(d, parent, precision, recipe, data, ctx))
-                    if "skipped" in q.outputs:
-                        skipped.append({"variant": variant, "method": meth, "format": fmt,
-                                        "precision": precision, "reason": q.outputs["skipped"]})
-                        continue
-                    artifacts.append((Artifact.from_json(q.outputs["artifact"], q.dir), q))
-
-        prof = stage("50-profile", {"targets": [t.model_dump(mode="json") for t in recipe.targets],
-                                    "profile": recipe.profile.model_dump(mode="json"), "data": dcfg},
-                     [r.hash for _, r in artifacts] + [repr(skipped)],
-                     lambda d: profile_stage(d, artifacts, skipped, base, comp, fine, recipe, data, ctx))
+            return RunSummary(run_dir, [], stage.done, time.perf_counter() - t0)
+        models = {"00-baseline": base, "20-finetune": fine}
+        artifacts, skipped = _artifacts(recipe, stage, models)
+        inputs = ProfileInputs(artifacts, skipped, base, comp)
+        prof = stage(ProfileStage(), "50-profile", inputs.as_inputs(),
+                     extra_key=[s.to_json() for s in skipped], run_inputs=inputs)
         rows = read_json(prof.dir / "results.json")
-        for row in rows:  # artifact paths relative to the run directory
-            if row.get("artifact"):
-                row["artifact"] = str(Path(row["artifact"]))
-        from edgeslim.report.write import write_reports
-
-        summary = RunSummary(run_dir, rows, done, time.perf_counter() - t0)
+        summary = RunSummary(run_dir, rows, stage.done, time.perf_counter() - t0, base, comp, fine)
         write_reports(summary, recipe)
         return summary
+
+
+def _artifacts(recipe: Recipe, stage: _Runner, models: dict[str, StageResult]
+               ) -> tuple[list[tuple[Artifact, StageResult]], list[Skipped]]:
+    """Export and quantize every cell of the matrix; what cannot be made is skipped."""
+    artifacts: list[tuple[Artifact, StageResult]] = []
+    skipped: list[Skipped] = []
+    for variant in variants(recipe):
+        for fmt in recipe.export.formats:
+            todo = cells(recipe, variant, fmt)
+            exp = stage(ExportStage(), f"30-export/{variant.name}-{fmt}",
+                        {"model": models[variant.source]}, cell=Cell(variant, fmt, "fp32"))
+            if "skipped" in exp.outputs:  # one skipped row per precision the recipe asks for
+                skipped += [Skipped(c, exp.outputs["skipped"]) for c in all_precisions(recipe, variant, fmt)]
+                continue
+            parent = Artifact.from_json(exp.outputs["artifact"], exp.dir)
+            for cell in todo:
+                if cell.quantize_folder is None:
+                    artifacts.append((parent, exp))
+                    continue
+                if f"{fmt}-{cell.precision}" not in QUANTIZERS:
+                    skipped.append(Skipped(cell, f"no {cell.precision} quantizer for {fmt}"))
+                    continue
+                q = stage(QuantizeStage(), cell.quantize_folder, {"parent": exp}, cell=cell)
+                if "skipped" in q.outputs:
+                    skipped.append(Skipped(cell, q.outputs["skipped"]))
+                    continue
+                artifacts.append((Artifact.from_json(q.outputs["artifact"], q.dir), q))
+    return artifacts, skipped

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from edgeslim.errors import EdgeslimError, RunDirError
+from edgeslim.finetune import distributed
 from edgeslim.io import read_json, sha256_file, sha256_json, write_json
 
 DONE = "done.json"
@@ -91,31 +93,56 @@ def run_stage(
     config: Any,
     inputs: list[str],
     fn: Callable[[Path], dict[str, Any]],
+    *,
+    share_from: Sequence[Path] = (),
 ) -> StageResult:
     """Run ``fn(workdir) -> outputs`` as stage ``name`` unless it is already done.
+
+    ``share_from``: other run directories (a plan's earlier candidates). When one holds
+    this stage done under the same key — equal slice, equal inputs — its folder is
+    hard-linked here instead of computed again.
 
     Under torchrun every rank calls this for the training stages: all ranks run ``fn``
     (DDP needs each of them), only rank 0 keeps its files and writes ``done.json``, and
     the other ranks then read rank 0's result.
     """
-    from edgeslim.finetune import distributed
-
-    rank, size = distributed.world()
+    rank, _ = distributed.world()
     folder = run_dir / name
     key = stage_key(name, config, inputs)
     distributed.barrier()  # every rank sees the same done.json
+    if rank == 0 and not is_done(folder, key):
+        _share(folder, name, key, share_from)
+    distributed.barrier()
     if is_done(folder, key):
         distributed.barrier()  # nobody may start rewriting it while another still reads it
-        done = read_json(folder / DONE)
-        return StageResult(name, folder, key, done["outputs"], done["hash"], True, done.get("seconds", 0.0))
+        return _recorded(name, folder, key, cached=True)
     if rank != 0:
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix=f"edgeslim-rank{rank}-") as scratch:
             fn(Path(scratch))  # same computation, files discarded
         distributed.barrier()  # rank 0 has written done.json
-        done = read_json(folder / DONE)
-        return StageResult(name, folder, key, done["outputs"], done["hash"], False, done.get("seconds", 0.0))
+        return _recorded(name, folder, key, cached=False)
+    result = _build(folder, name, key, fn)
+    distributed.barrier()
+    return result
+
+
+def _recorded(name: str, folder: Path, key: str, *, cached: bool) -> StageResult:
+    done = read_json(folder / DONE)
+    return StageResult(name, folder, key, done["outputs"], done["hash"], cached, done.get("seconds", 0.0))
+
+
+def _share(folder: Path, name: str, key: str, share_from: Sequence[Path]) -> None:
+    """Link the first done folder of this stage with the same key from another run."""
+    for other in share_from:
+        if is_done(other / name, key):
+            if folder.exists():
+                shutil.rmtree(folder)
+            link_tree(other / name, folder)
+            return
+
+
+def _build(folder: Path, name: str, key: str, fn: Callable[[Path], dict[str, Any]]) -> StageResult:
+    """Run ``fn`` in a temporary sibling folder; rename it into place only once done."""
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -140,8 +167,24 @@ def run_stage(
         if why:
             raise RunDirError(f"stage {name}: cannot write to {folder.parent}: {why}") from None
         raise
-    distributed.barrier()
     return StageResult(name, folder, key, outputs, digest, False, seconds)
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Copy a done stage folder by hard links (files are never modified in place: stages
+    replace whole folders), atomically: a temporary name renamed into place."""
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    def link(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:  # another filesystem, or links not allowed
+            shutil.copy2(s, d)
+
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, tmp, copy_function=link)
+    tmp.rename(dst)
 
 
 def clean_stale_temporaries(run_dir: Path) -> None:

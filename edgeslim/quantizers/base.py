@@ -7,17 +7,19 @@ Calibration data always comes from the training split (``DataBundle.calibration`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import ClassVar, Optional
 
 import numpy as np
 
 from edgeslim.artifacts import Artifact
 from edgeslim.errors import QuantizeError
-from edgeslim.exporters.parity import ParityReport, compare
+from edgeslim.exporters.parity import MIN_COSINE, ParityReport, compare
+from edgeslim.quantizers.config import QuantizeCfg
 from edgeslim.registry import Registry
+from edgeslim.targets.runner import RUNNERS
 
-# How close a quantized artifact must stay to its FP32 parent on real inputs.
-MIN_COSINE = {"fp16": 0.999, "bf16": 0.99, "int8": 0.95}
+__all__ = ["MIN_COSINE", "QUANTIZERS", "Quantizer", "check_against_parent", "register_quantizer",
+           "validate_against_parent"]
 
 
 class Quantizer:
@@ -33,7 +35,7 @@ class Quantizer:
         return True, ""
 
     def quantize(self, parent: Artifact, calibration: Optional[np.ndarray], out_dir: Path, *,
-                 cfg: Any) -> Artifact:
+                 cfg: QuantizeCfg) -> Artifact:
         raise NotImplementedError
 
 
@@ -55,8 +57,6 @@ def check_against_parent(parent_out: np.ndarray, out: np.ndarray, precision: str
 
 def validate_against_parent(art: Artifact, parent: Artifact, x: np.ndarray) -> dict:
     """Run both artifacts on ``x`` in their runtimes; fail when the child strays from its parent."""
-    from edgeslim.targets.runner import RUNNERS
-
     with RUNNERS.get(parent.format)(parent) as r:
         ref = r.infer(x)
     with RUNNERS.get(art.format)(art) as r:

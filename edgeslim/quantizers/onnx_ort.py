@@ -10,9 +10,7 @@ FP16: weights and arithmetic in FP16 with FP32 inputs/outputs kept at the bounda
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -20,10 +18,14 @@ import numpy as np
 import onnx
 
 from edgeslim.artifacts import Artifact
-from edgeslim.errors import QuantizeError
+from edgeslim.backends.common import quiet
+from edgeslim.errors import QuantizeError, first_line
 from edgeslim.exporters.onnx_files import check_onnx, load_onnx, save_onnx
 from edgeslim.quantizers.base import Quantizer, register_quantizer
+from edgeslim.quantizers.config import QuantizeCfg
+from edgeslim.quantizers.entropy import use_fast_entropy
 from edgeslim.quantizers.onnx_graph import compact_names
+from edgeslim.targets.base import cpu_info
 
 _CALIB = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
@@ -44,18 +46,6 @@ class _Reader:
         self._it = None
 
 
-@contextlib.contextmanager
-def _quiet():
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        try:
-            yield
-        finally:
-            logger.setLevel(level)
-
-
 def _entropy_ranges(model: Path, reader: "_Reader", cache: Path, symmetric: bool) -> None:
     """KL-divergence ranges over a 2048-bin histogram, written where quantize_static reads them.
 
@@ -63,12 +53,8 @@ def _entropy_ranges(model: Path, reader: "_Reader", cache: Path, symmetric: bool
     bins, which leaves the KL search a single candidate (the full range, i.e. minmax); the
     usual setting (TensorRT's) is 2048 bins searched down to 128.
     """
-    import tempfile
-
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
     from onnxruntime.quantization.calibrate import save_tensors_data
-
-    from edgeslim.quantizers.entropy import use_fast_entropy
 
     with tempfile.TemporaryDirectory(prefix="edgeslim-calib-") as tmp:
         calibrator = create_calibrator(model, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
@@ -86,8 +72,6 @@ def resolve_reduce_range(setting: Any, isa: Optional[list[str]] = None) -> bool:
     if setting != "auto":
         return bool(setting)
     if isa is None:
-        from edgeslim.targets.base import cpu_info
-
         isa = cpu_info()["isa"]
     return "avx2" in isa and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(isa)
 
@@ -100,7 +84,7 @@ class OnnxInt8(Quantizer):
     needs_calibration = True
 
     def quantize(self, parent: Artifact, calibration: Optional[np.ndarray], out_dir: Path, *,
-                 cfg: Any) -> Artifact:
+                 cfg: QuantizeCfg) -> Artifact:
         from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                               quantize_static)
         from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -116,7 +100,7 @@ class OnnxInt8(Quantizer):
         ranges = out_dir / "calibration.json"  # the activation ranges, kept with the artifact
         try:
             reader = _Reader(parent_input_name(parent), calibration)
-            with _quiet():
+            with quiet(stderr=True):  # ORT logs and prints per tensor
                 quant_pre_process(str(parent.path), str(pre), skip_symbolic_shape=True)
                 if cfg.calibration_method == "entropy":
                     _entropy_ranges(pre, reader, ranges, symmetric)
@@ -134,8 +118,8 @@ class OnnxInt8(Quantizer):
         except QuantizeError:
             raise
         except Exception as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-            raise QuantizeError(f"ONNX Runtime INT8 quantization of {parent.id} failed: {first}") from None
+            raise QuantizeError(f"ONNX Runtime INT8 quantization of {parent.id} failed: "
+                                f"{first_line(err)}") from None
         model = compact_names(load_onnx(raw))
         save_onnx(model, path)
         for p in (pre, raw):
@@ -159,16 +143,15 @@ class OnnxFp16(Quantizer):
     description = "FP16 weights and compute, FP32 inputs/outputs (onnxconverter-common)"
 
     def quantize(self, parent: Artifact, calibration: Optional[np.ndarray], out_dir: Path, *,
-                 cfg: Any) -> Artifact:
+                 cfg: QuantizeCfg) -> Artifact:
         from onnxconverter_common import float16
 
         path = out_dir / "model.onnx"
         try:
-            with _quiet():
+            with quiet(stderr=True):
                 model = float16.convert_float_to_float16(load_onnx(parent.path), keep_io_types=True)
         except Exception as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-            raise QuantizeError(f"FP16 conversion of {parent.id} failed: {first}") from None
+            raise QuantizeError(f"FP16 conversion of {parent.id} failed: {first_line(err)}") from None
         save_onnx(model, path)
         check_onnx(path)
         art = Artifact(path, "onnx", "fp16", parent.variant, parent.method, parent=parent.id)

@@ -17,20 +17,19 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
 from edgeslim.artifacts import Artifact
+from edgeslim.backends.openvino import capabilities, check_ir, core, supports
 from edgeslim.errors import QuantizeError
 from edgeslim.quantizers.base import Quantizer, register_quantizer
+from edgeslim.quantizers.config import QuantizeCfg
 
 
 def _resave(parent: Artifact, out_dir: Path, precision: str, *, fp16_weights: bool) -> Artifact:
     import openvino as ov
-
-    from edgeslim.exporters.openvino import check_ir
-    from edgeslim.targets.openvino_runner import core
 
     if parent.format != "openvino":
         raise QuantizeError(f"openvino-{precision} converts OpenVINO IR, got a {parent.format} artifact")
@@ -51,7 +50,7 @@ class OpenVinoFp16(Quantizer):
     description = "OpenVINO IR with FP16-compressed weights"
 
     def quantize(self, parent: Artifact, calibration: Optional[np.ndarray], out_dir: Path, *,
-                 cfg: Any) -> Artifact:
+                 cfg: QuantizeCfg) -> Artifact:
         art = _resave(parent, out_dir, "fp16", fp16_weights=True)
         art.info = {"quantizer": "openvino.save_model(compress_to_fp16=True)", "weights": "fp16"}
         return art
@@ -64,15 +63,13 @@ class OpenVinoBf16(Quantizer):
     description = "OpenVINO IR run at bf16 inference precision (same weights as FP32)"
 
     def available(self) -> tuple[bool, str]:
-        from edgeslim.targets.openvino_runner import capabilities, supports
-
         if not supports("bf16"):
             return False, (f"OpenVINO CPU has no bf16 arithmetic on this machine "
                            f"(it supports {', '.join(capabilities()) or 'nothing'})")
         return True, ""
 
     def quantize(self, parent: Artifact, calibration: Optional[np.ndarray], out_dir: Path, *,
-                 cfg: Any) -> Artifact:
+                 cfg: QuantizeCfg) -> Artifact:
         art = _resave(parent, out_dir, "bf16", fp16_weights=False)
         art.info = {"quantizer": "none: bf16 is the runtime's inference precision",
                     "weights": parent.info.get("weights", "fp32"), "inference_precision": "bf16"}

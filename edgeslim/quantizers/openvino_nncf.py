@@ -19,31 +19,32 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
 from edgeslim.artifacts import Artifact
-from edgeslim.errors import EdgeslimError, QuantizeError
+from edgeslim.backends.common import quiet
+from edgeslim.backends.openvino import check_ir, core
+from edgeslim.errors import EdgeslimError, QuantizeError, first_line
 from edgeslim.quantizers.base import Quantizer, register_quantizer
+from edgeslim.quantizers.config import QuantizeCfg
 
 
 @contextlib.contextmanager
-def _quiet():
+def _quiet_nncf() -> Iterator[None]:
     """NNCF logs progress bars and INFO lines of its own; the pipeline reports progress."""
     import nncf
 
-    logger = logging.getLogger("nncf")
-    level = logger.level
-    nncf.set_log_level(logging.ERROR)
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        try:
+    level = logging.getLogger("nncf").level
+    nncf.set_log_level(logging.ERROR)  # its handlers too, not only the logger
+    try:
+        with quiet("nncf", stderr=True):
             yield
-        finally:
-            logger.setLevel(level)
+    finally:
+        logging.getLogger("nncf").setLevel(level)
 
 
 def _top1(compiled: Any, items: Any) -> tuple[float, list[float]]:
@@ -71,12 +72,9 @@ class OpenVinoInt8(Quantizer):
         return True, ""
 
     def quantize(self, parent: Artifact, calibration: Optional[np.ndarray], out_dir: Path, *,
-                 cfg: Any, val: Optional[tuple[np.ndarray, Optional[np.ndarray]]] = None) -> Artifact:
-        import nncf
+                 cfg: QuantizeCfg, val: Optional[tuple[np.ndarray, Optional[np.ndarray]]] = None) -> Artifact:
+        import nncf  # seconds to import: only when quantizing
         import openvino as ov
-
-        from edgeslim.exporters.openvino import check_ir
-        from edgeslim.targets.openvino_runner import core
 
         if parent.format != "openvino":
             raise QuantizeError(f"openvino-int8 quantizes OpenVINO IR, got a {parent.format} artifact")
@@ -94,7 +92,7 @@ class OpenVinoInt8(Quantizer):
         controlled = cfg.max_accuracy_drop is not None
         info: dict[str, Any] = {}
         try:
-            with _quiet():
+            with _quiet_nncf():
                 if not controlled:
                     q = nncf.quantize(model, calib, **common)
                 else:
@@ -113,8 +111,7 @@ class OpenVinoInt8(Quantizer):
         except EdgeslimError:
             raise
         except Exception as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-            raise QuantizeError(f"NNCF INT8 quantization of {parent.id} failed: {first}") from None
+            raise QuantizeError(f"NNCF INT8 quantization of {parent.id} failed: {first_line(err)}") from None
         xml = out_dir / "model.xml"
         ov.save_model(q, str(xml), compress_to_fp16=False)
         art = Artifact(xml, "openvino", "int8", parent.variant, parent.method,

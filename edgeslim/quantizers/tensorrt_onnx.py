@@ -28,8 +28,13 @@ from typing import Any, Optional
 import numpy as np
 
 from edgeslim.artifacts import Artifact
+from edgeslim.backends.tensorrt import tensorrt_status
 from edgeslim.errors import QuantizeError
+from edgeslim.exporters.onnx_files import check_onnx, load_onnx, save_onnx
+from edgeslim.exporters.tensorrt import engine_artifact
 from edgeslim.quantizers.base import Quantizer, register_quantizer
+from edgeslim.quantizers.config import QuantizeCfg
+from edgeslim.quantizers.onnx_ort import OnnxFp16, OnnxInt8
 
 
 def float_biases(model: Any) -> int:
@@ -65,12 +70,9 @@ def float_biases(model: Any) -> int:
     return n
 
 
-def tensorrt_onnx(parent: Artifact, precision: str, out_dir: Path, *, cfg: Any,
+def tensorrt_onnx(parent: Artifact, precision: str, out_dir: Path, *, cfg: QuantizeCfg,
                   calibration: Optional[np.ndarray]) -> Artifact:
     """The ONNX a ``precision`` TensorRT engine is built from, as ``out_dir/model.onnx``."""
-    from edgeslim.exporters.onnx_files import check_onnx, load_onnx, save_onnx
-    from edgeslim.quantizers.onnx_ort import OnnxFp16, OnnxInt8
-
     if parent.format != "onnx" or parent.precision != "fp32":
         raise QuantizeError(f"TensorRT ONNX variants start from an FP32 ONNX, got {parent.id}")
     if precision == "int8":
@@ -97,14 +99,10 @@ class _TensorRtQuantizer(Quantizer):
     format = "tensorrt"
 
     def available(self) -> tuple[bool, str]:
-        from edgeslim.exporters.tensorrt import tensorrt_status
-
         return tensorrt_status()
 
     def quantize(self, parent: Artifact, calibration: Optional[np.ndarray], out_dir: Path, *,
-                 cfg: Any) -> Artifact:
-        from edgeslim.exporters.tensorrt import engine_artifact
-
+                 cfg: QuantizeCfg) -> Artifact:
         if parent.format != "tensorrt" or "onnx" not in parent.info:
             raise QuantizeError(f"tensorrt-{self.precision} starts from a TensorRT FP32 artifact, got {parent.id}")
         onnx_fp32 = Artifact(parent.path.parent / parent.info["onnx"], "onnx", "fp32",

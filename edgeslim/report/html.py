@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.io import atomic_write_text
+from edgeslim.report.plan_view import DROP_HEADER, constraint_lines, drop_cell
 from edgeslim.report.table import COLUMNS
+from edgeslim.select.plan import PlanResult
+from edgeslim.select.prior import candidate_notes
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1300px;color:#222}
@@ -28,14 +31,13 @@ td.why{max-width:520px;font-size:12px} .rationale{background:#f7f7f7;padding:.6e
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ["candidate"] + [c for c, _ in COLUMNS] + ["drop (pts)", "why"]
+    head = ["candidate"] + [c for c, _ in COLUMNS] + [DROP_HEADER, "why"]
     out = ["<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
     for r in rows:
         cls = "chosen" if r.get("chosen") else str(r.get("status", ""))
-        drop = r.get("accuracy_drop")
         why = r.get("rationale") if r.get("chosen") else r.get("explanation", "")
         cells = [str(r.get("candidate", ""))] + [fn(r) for _, fn in COLUMNS] + \
-            ["—" if drop is None else f"{drop:+.2f}", why or ""]
+            [drop_cell(r), why or ""]
         tds = "".join(f"<td class=\"why\">{escape(v)}</td>" if i == len(cells) - 1 else f"<td>{escape(v)}</td>"
                       for i, v in enumerate(cells))
         out.append(f"<tr class=\"{escape(cls)}\">{tds}</tr>")
@@ -48,10 +50,8 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def write_html(result: Any, plots: dict[str, Path]) -> Path:
+def write_html(result: PlanResult, plots: dict[str, Path]) -> Path:
     """Write ``report.html`` into the plan directory; returns its path."""
-    from edgeslim.select.plan import constraint_lines
-
     c = result.constraints
     parts = [f"<!doctype html><html><head><meta charset=\"utf-8\"><title>edgeslim plan "
              f"{escape(result.recipe.name)}</title><style>{STYLE}</style></head><body>",
@@ -63,6 +63,7 @@ def write_html(result: Any, plots: dict[str, Path]) -> Path:
             f" — <em>failed: {escape(cand.failed)}</em>" if cand.failed else ""
         parts.append(f"<li><code>{escape(cand.name)}</code> ({escape(cand.rule)}): {escape(cand.reason)}{state}</li>")
     parts.append("</ul>")
+    parts += [f"<p class=\"note\">Not proposed: {escape(n)}.</p>" for n in candidate_notes(result.recipe, c)]
     for target, d in result.decisions.items():
         head = f"Chosen: <code>{escape(d.chosen)}</code>" if d.chosen else "Nothing meets every constraint"
         parts.append(f"<h2>{escape(target)}</h2><p class=\"rationale{'' if d.chosen else ' none'}\">"
@@ -72,7 +73,7 @@ def write_html(result: Any, plots: dict[str, Path]) -> Path:
         parts.append(_table([r for r in result.rows if r.get("target") == target]))
     parts.append("<p>Latency is measured on each artifact in its runtime on the target; accuracy is the "
                  "artifact's own on the validation split; size counts every file the artifact needs. "
-                 "The accuracy drop is in points against the baseline's PyTorch accuracy.</p></body></html>")
+                 "The accuracy drop is in points below the baseline's PyTorch accuracy: negative is a gain.</p></body></html>")
     path = Path(result.out_dir) / "report.html"
     atomic_write_text(path, "\n".join(parts) + "\n")
     return path

@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import platform
-import subprocess
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from edgeslim.compress.sparsity import sparsity_section
 from edgeslim.io import atomic_write_text, read_json, sha256_file, write_json
+from edgeslim.provenance import git_commit, versions
 from edgeslim.recipe import Recipe, recipe_to_dict
 from edgeslim.report.speedup import speedup_section
 from edgeslim.report.table import markdown_table
-
-PACKAGES = ("edgeslim", "torch", "onnx", "onnxruntime", "openvino", "nncf", "torch-pruning", "numpy")
-
-
-def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for p in PACKAGES:
-        try:
-            out[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            out[p] = None
-    try:
-        import tensorrt  # noqa: F401
-
-        out["tensorrt"] = metadata.version("tensorrt")
-    except Exception:
-        out["tensorrt"] = None
-    return out
-
-
-def git_commit(path: Path) -> str | None:
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r.stdout.strip() or None if r.returncode == 0 else None
 
 
 def _semantics_line(rows: list[dict[str, Any]]) -> str:
@@ -58,19 +31,27 @@ def _semantics_line(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _ratio_words(recipe: Recipe, comp_report: dict) -> str:
+    notes = comp_report.get("notes") or {}
+    if recipe.compress.target_macs is None or "ratio_searched" not in notes:
+        return f"ratio {recipe.compress.ratio}"
+    return (f"target_macs {recipe.compress.target_macs}: ratio {notes['ratio_searched']} searched, "
+            f"{100 * comp_report.get('macs_reduction', notes.get('macs_reduction', 0)):.1f}% of MACs removed")
+
+
 def write_reports(summary: Any, recipe: Recipe) -> None:
     run_dir: Path = summary.run_dir
     rows = summary.rows
     write_json(run_dir / "results.json", rows)
-    base = read_json(run_dir / "00-baseline" / "done.json")["outputs"]
-    comp_report = read_json(run_dir / "10-compress" / "report.json")
-    fine = read_json(run_dir / "20-finetune" / "done.json")["outputs"]
+    base = summary.baseline.outputs
+    comp_report = read_json(summary.compressed.path("report.json"))
+    fine = summary.finetuned.outputs
     acc = lambda a: "—" if a is None else f"{100 * a:.2f}%"  # noqa: E731
     md = [
         f"# edgeslim run `{recipe.name}`", "",
         f"Model `{recipe.model.name}` at {recipe.model.input_size}×{recipe.model.input_size}, data "
         f"`{recipe.data.name}`, compression `{recipe.compress.method}` "
-        f"(ratio {recipe.compress.ratio}, {recipe.compress.scope}).", "",
+        f"({_ratio_words(recipe, comp_report)}, {recipe.compress.scope}).", "",
         "## Model", "",
         f"- baseline accuracy (PyTorch): {acc(base.get('accuracy'))} ({base.get('source')})",
         f"- params {comp_report['params_before']:,} → {comp_report['params_after']:,} "
@@ -86,8 +67,6 @@ def write_reports(summary: Any, recipe: Recipe) -> None:
     at = md.index("## How these were measured")
     md[at:at] = speedup_section(rows, comp_report, recipe.compress.round_to)
     if comp_report.get("family") == "unstructured":  # zeros: smaller zipped, not faster
-        from edgeslim.compress.sparsity import sparsity_section
-
         at = md.index("## How these were measured")
         md[at:at] = sparsity_section(rows, comp_report) + [""]
     atomic_write_text(run_dir / "report.md", "\n".join(md) + "\n")

@@ -31,6 +31,7 @@ from typing import Any, Optional, Sequence
 from edgeslim.errors import EdgeslimError, RecipeError
 from edgeslim.recipe import Recipe, recipe_from_dict, recipe_to_dict
 from edgeslim.registry import suggest
+from edgeslim.targets import TARGETS, parse_target
 
 SHORT_EPOCHS = 2  # "a few" fine-tune epochs: enough to recover BN and most of a pruning loss
 PERCENTILES = ("p50", "p90", "p99")
@@ -65,23 +66,16 @@ class Constraints:
         return d
 
 
-def target_kind(label: str) -> str:
-    """``gpu`` for targets that run TensorRT, ``cpu`` for the host CPU, ``edge`` otherwise.
+def target_kind(target: Any) -> str:
+    """The kind (``cpu``, ``gpu`` or ``edge``) a recipe target declares: its class's ``kind``,
+    or for ``ssh://`` devices their ``kind`` option (``edge`` unless set).
 
-    A target class may say so itself with a ``kind`` attribute; else it is read from what
-    it runs (TensorRT means a GPU) and from its name (remote ``ssh://`` devices are edge).
+    ``target`` is a recipe target entry or a label. Example: ``target_kind("edge") == "edge"``.
     """
-    from edgeslim.targets import TARGETS
-
-    name = "ssh" if label.startswith("ssh://") else label
-    cls = TARGETS.get(name) if name in TARGETS else None
-    kind = getattr(cls, "kind", None)
-    if isinstance(kind, str) and kind in ("cpu", "gpu", "edge"):
-        return kind
-    formats = getattr(cls, "formats", ())
-    if isinstance(formats, (tuple, list)) and "tensorrt" in formats or name == "gpu":
-        return "gpu"
-    return "cpu" if name == "cpu" else "edge"
+    try:
+        return parse_target(target).kind
+    except EdgeslimError as err:
+        raise RecipeError(str(err)) from None
 
 
 def parse_latency(values: Sequence[str] | None) -> Any:
@@ -135,8 +129,6 @@ def resolve_constraints(recipe: Recipe, *, targets: Sequence[str] | None = None,
 
 def check_constraints(recipe: Recipe) -> Constraints:
     """Validate ``recipe.constraints`` against ``recipe.targets``; the resolved Constraints."""
-    from edgeslim.targets import TARGETS
-
     cfg = recipe.constraints
     labels = tuple(t.name for t in recipe.targets)
     lat = cfg.latency_ms
@@ -166,7 +158,7 @@ def check_constraints(recipe: Recipe) -> Constraints:
         raise RecipeError(f"constraints.max_bytes must be > 0, got {cfg.max_bytes}")
     full = recipe.finetune.epochs
     epochs = {"none": 0, "short": min(SHORT_EPOCHS, full), "full": full}[cfg.retrain]
-    return Constraints(targets=labels, kinds={t: target_kind(t) for t in labels}, latency_ms=budgets,
+    return Constraints(targets=labels, kinds={t.name: target_kind(t) for t in recipe.targets}, latency_ms=budgets,
                        percentile=cfg.latency_percentile, max_bytes=cfg.max_bytes,
                        max_accuracy_drop=cfg.max_accuracy_drop, retrain=cfg.retrain,
                        finetune_epochs=epochs)

@@ -28,8 +28,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from edgeslim.io import format_bytes
 from edgeslim.select.constraints import Constraints
-from edgeslim.select.pareto import dominator, explain_dominance, kib, latency, measured, pareto_front
+from edgeslim.select.pareto import dominator, explain_dominance, latency, measured, pareto_front
 
 TIE = 0.02
 Row = dict[str, Any]
@@ -70,7 +71,7 @@ class Verdict:
         return max(0.0, self.excess) / scale
 
     def _fmt(self, v: float) -> str:
-        return kib(v) if self.unit == "bytes" else f"{v:.3f} ms" if self.unit == "ms" else f"{v:.2f} points"
+        return format_bytes(v) if self.unit == "bytes" else f"{v:.3f} ms" if self.unit == "ms" else f"{v:.2f} points"
 
     def text(self) -> str:
         what = {"latency_ms": f"latency {self.percentile}", "max_bytes": "size",
@@ -172,7 +173,7 @@ def _why(best: Row, tied: list[Row], feasible: list[Row], checks: list[Verdict],
     lat = latency(best, p)
     which = (f"the fastest of {len(feasible)} artifacts that meet every constraint" if len(feasible) > 1
              else "the only artifact that meets every constraint")
-    parts = [f"{name} wins on {target}: {which} ({p} {lat:.3f} ms, {kib(best['bytes'])}, accuracy {_acc(best)})"]
+    parts = [f"{name} wins on {target}: {which} ({p} {lat:.3f} ms, {format_bytes(best['bytes'])}, accuracy {_acc(best)})"]
     if checks:
         parts.append("; ".join(v.text() for v in checks))
     else:
@@ -214,7 +215,7 @@ def _why_not(r: Row, d: Decision, rows: list[Row], checks: list[Verdict], p: str
                f"(+{100 * (lr / lc - 1):.0f}%)")
     elif r["bytes"] != chosen["bytes"]:
         why = (f"as fast as the choice (within {100 * TIE:.0f}%) but larger: "
-               f"{kib(r['bytes'])} vs {kib(chosen['bytes'])}")
+               f"{format_bytes(r['bytes'])} vs {format_bytes(chosen['bytes'])}")
     else:
         why = f"as fast and as small as the choice but less accurate ({_acc(r)} vs {_acc(chosen)})"
     return why + (f"; {dom_text}" if dom_text else "; on the Pareto front" if label(r) in d.front else "")

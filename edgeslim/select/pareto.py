@@ -11,12 +11,14 @@ Example::
     front = pareto_front(rows_of_one_target, "p50")
     dominates(front[0], some_row, "p50")  # True or False
     explain_dominance(front[0], some_row, "p50")
-    # 'faster (0.412 vs 0.520 ms p50), smaller (71.2 vs 280.4 KiB), more accurate (97.50% vs 97.22%)'
+    # 'faster (0.412 vs 0.520 ms p50), smaller (71.2 KiB vs 280.4 KiB), more accurate (97.50% vs 97.22%)'
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
+
+from edgeslim.io import format_bytes
 
 Row = dict[str, Any]
 
@@ -66,10 +68,6 @@ def dominator(row: Row, rows: list[Row], percentile: str) -> Optional[Row]:
     return min(doms, key=lambda r: objectives(r, percentile)) if doms else None
 
 
-def kib(b: float) -> str:
-    return f"{b / 1024:,.1f} KiB" if b < 1024 * 1024 else f"{b / 2**20:,.2f} MiB"
-
-
 def pct(a: Optional[float]) -> str:
     return "unmeasured" if a is None else f"{100 * a:.2f}%"
 
@@ -80,7 +78,7 @@ def explain_dominance(a: Row, b: Row, percentile: str) -> str:
     lb, bb, _ = objectives(b, percentile)
     parts = [
         f"{'faster' if la < lb else 'as fast'} ({la:.3f} vs {lb:.3f} ms {percentile})",
-        f"{'smaller' if ba < bb else 'as small'} ({kib(ba)} vs {kib(bb)})",
+        f"{'smaller' if ba < bb else 'as small'} ({format_bytes(ba)} vs {format_bytes(bb)})",
     ]
     if a.get("accuracy") is not None or b.get("accuracy") is not None:
         word = "more accurate" if _acc(a) > _acc(b) else "as accurate"

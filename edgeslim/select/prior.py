@@ -22,7 +22,9 @@ device), the accuracy drop one accepts, and whether there is compute to retrain"
 A candidate is a *recipe delta*: dotted keys overriding the user's recipe, so every
 candidate is an ordinary recipe that ``edgeslim run`` could run alone. Everything is read
 from the registries (METHODS, EXPORTERS, QUANTIZERS, TARGETS): a rule whose method or
-format is not registered yields a candidate marked ``skipped`` with the reason.
+format is not registered yields a candidate marked ``skipped`` with the reason. Each rule
+above is one function (``_gpu``, ``_cpu_latency``, ...); :func:`candidate_notes` says which
+whole family a constraint left out, and which option would bring it in.
 
 Example::
 
@@ -33,11 +35,15 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from edgeslim.recipe import CompressCfg, Recipe
-from edgeslim.select.constraints import Constraints
+from edgeslim.select.constraints import SHORT_EPOCHS, Constraints
+from edgeslim.compress import METHODS
+from edgeslim.exporters import EXPORTERS
+from edgeslim.quantizers import QUANTIZERS
+from edgeslim.targets.base import channel_block, cpu_info
 
 STRUCTURED = ("l1", "l2", "taylor", "hrank")  # criteria the prior may use, in preference order
 FACTORIZE = ("tucker", "cp", "svd")
@@ -75,10 +81,6 @@ class Candidate:
 
 
 def _registered() -> tuple[Any, Any, Any]:
-    from edgeslim.compress import METHODS
-    from edgeslim.exporters import EXPORTERS
-    from edgeslim.quantizers import QUANTIZERS
-
     return METHODS, EXPORTERS, QUANTIZERS
 
 
@@ -97,117 +99,209 @@ def _structured(recipe: Recipe) -> Optional[str]:
     return next((m for m in STRUCTURED if m in methods), None)
 
 
-def propose(recipe: Recipe, c: Constraints) -> list[Candidate]:
-    """The candidates for ``recipe`` under ``c``, in the order they run (``ptq`` first)."""
-    methods, exporters, _ = _registered()
-    formats = [f for f in recipe.export.formats if f in exporters]
-    gpu = [t for t in c.targets if c.kinds[t] == "gpu"]
-    cpu = [t for t in c.targets if c.kinds[t] == "cpu"]
-    edge = [t for t in c.targets if c.kinds[t] == "edge"]
-    gpu_formats = formats + (["tensorrt"] if "tensorrt" in exporters and "tensorrt" not in formats else [])
-    ptq_formats = gpu_formats if gpu else formats
-    epochs = c.finetune_epochs
-    base = {"finetune.epochs": epochs, "compress.steps": 1}
-    if c.retrain == "none":
-        base["finetune.distill"] = None
-    out: list[Candidate] = []
+class _Rules:
+    """What every rule of :func:`propose` reads, and the candidates proposed so far."""
 
-    def add(name: str, rule: str, reason: str, delta: dict[str, Any], *, method: Optional[str] = None,
+    def __init__(self, recipe: Recipe, c: Constraints) -> None:
+        self.recipe, self.c = recipe, c
+        self.methods, self.exporters, _ = _registered()
+        self.formats = [f for f in recipe.export.formats if f in self.exporters]
+        self.gpu = [t for t in c.targets if c.kinds[t] == "gpu"]
+        self.cpu = [t for t in c.targets if c.kinds[t] == "cpu"]
+        self.edge = [t for t in c.targets if c.kinds[t] == "edge"]
+        trt = ["tensorrt"] if "tensorrt" in self.exporters and "tensorrt" not in self.formats else []
+        self.gpu_formats = self.formats + trt
+        self.ptq_formats = self.gpu_formats if self.gpu else self.formats
+        epochs = c.finetune_epochs
+        self.base: dict[str, Any] = {"finetune.epochs": epochs, "compress.steps": 1}
+        if c.retrain == "none":
+            self.base["finetune.distill"] = None
+        self.crit = _structured(recipe)
+        self.pruner = self.crit or "l1"  # the name a candidate gets when no criterion is registered
+        self.ft = f"{epochs} fine-tune epoch{'s' if epochs != 1 else ''} under {c.retrain} retraining"
+        self.out: list[Candidate] = []
+
+    def add(self, name: str, rule: str, reason: str, delta: dict[str, Any], *, method: Optional[str] = None,
             fmts: Optional[list[str]] = None, precisions: list[str], variant: str = "compressed") -> None:
-        if any(x.name == name for x in out):
+        if any(x.name == name for x in self.out):
             return
-        fmts = list(fmts or formats)
+        fmts = list(fmts or self.formats)
         # the baseline variant is not trained: only its formats and precisions matter
-        full = {**(base if variant != "baseline" else {}), **delta, "export.formats": fmts,
+        full = {**(self.base if variant != "baseline" else {}), **delta, "export.formats": fmts,
                 "quantize.precisions": _precisions(fmts, precisions)}
         skipped = None
-        if method is not None and method not in methods:
+        if method is not None and method not in self.methods:
             skipped = f"compression method '{method}' is not registered"
         elif not fmts:
             skipped = "none of its export formats is registered"
         elif not full["quantize.precisions"]:
             skipped = f"no quantizer for {', '.join(precisions)} in {', '.join(fmts)} is registered"
-        out.append(Candidate(name, full, reason, rule, variant=variant, skipped=skipped))
+        self.out.append(Candidate(name, full, reason, rule, variant=variant, skipped=skipped))
 
-    add("ptq", "post-training", "post-training only: the original model as exported (FP32), FP16 and "
-        "INT8 PTQ: no training at all, and the reference every compression must beat",
-        {}, fmts=ptq_formats, precisions=["fp32", "fp16", "int8"], variant="baseline")
-    crit = _structured(recipe)
-    if c.retrain == "none":
-        why = "no retraining allowed: post-training methods only"
-        for ratio in ONESHOT_RATIOS:
-            add(f"{crit or 'l1'}-{round(100 * ratio)}-oneshot", "no-retrain",
-                f"{why}: one-shot structured pruning ({crit}) at a mild ratio {ratio} with BN statistics "
-                "re-estimated and no fine-tuning",
-                {"compress.method": crit, "compress.ratio": ratio, "compress.bn_recalibration": True,
-                 "compress.round_to": GPU_ALIGN if gpu else None},
-                method=crit or "l1", fmts=ptq_formats, precisions=["fp32", "int8"])
-        fac = next((m for m in FACTORIZE if m in methods), FACTORIZE[0])
-        fac_delta = {"compress.method": fac}
-        if fac in methods and methods.get(fac).options and "rank_method" in methods.get(fac).options.model_fields:
-            fac_delta.update({"compress.rank_method": "energy", "compress.energy": 0.9})
-        add(fac, "no-retrain", f"{why}: low-rank factorization ({fac}, 90% of each layer's energy kept) "
-            "without fine-tuning", fac_delta, method=fac, fmts=ptq_formats, precisions=["fp32", "int8"])
-        return out
-    ft = f"{epochs} fine-tune epoch{'s' if epochs != 1 else ''} under {c.retrain} retraining"
-    if gpu:
-        trt = "TensorRT" if "tensorrt" in exporters else "ONNX (TensorRT is not registered)"
-        for ratio in (0.3, 0.5):
-            add(f"{crit or 'l1'}-{round(100 * ratio)}-a{GPU_ALIGN}", "gpu",
-                f"{', '.join(gpu)} is a GPU: structured pruning ({crit}, ratio {ratio}) with channels "
-                f"aligned to multiples of {GPU_ALIGN} for tensor cores, {ft}, then FP16 and INT8 in {trt}",
-                {"compress.method": crit, "compress.ratio": ratio, "compress.round_to": GPU_ALIGN},
-                method=crit or "l1", fmts=gpu_formats, precisions=["fp16", "int8"])
-    latency_bound = [t for t in cpu + edge if c.latency_bound(t)]
+
+def _post_training(r: _Rules) -> None:
+    r.add("ptq", "post-training", "post-training only: the original model as exported (FP32), FP16 and "
+          "INT8 PTQ: no training at all, and the reference every compression must beat",
+          {}, fmts=r.ptq_formats, precisions=["fp32", "fp16", "int8"], variant="baseline")
+
+
+def _no_retrain(r: _Rules) -> None:
+    why = "no retraining allowed: post-training methods only"
+    for ratio in ONESHOT_RATIOS:
+        r.add(f"{r.pruner}-{round(100 * ratio)}-oneshot", "no-retrain",
+              f"{why}: one-shot structured pruning ({r.crit}) at a mild ratio {ratio} with BN statistics "
+              "re-estimated and no fine-tuning",
+              {"compress.method": r.crit, "compress.ratio": ratio, "compress.bn_recalibration": True,
+               "compress.round_to": GPU_ALIGN if r.gpu else None},
+              method=r.pruner, fmts=r.ptq_formats, precisions=["fp32", "int8"])
+    fac = next((m for m in FACTORIZE if m in r.methods), FACTORIZE[0])
+    fac_delta = {"compress.method": fac}
+    opts = r.methods.get(fac).options if fac in r.methods else None
+    if opts and "rank_method" in opts.model_fields:
+        fac_delta.update({"compress.rank_method": "energy", "compress.energy": 0.9})
+    r.add(fac, "no-retrain", f"{why}: low-rank factorization ({fac}, 90% of each layer's energy kept) "
+          "without fine-tuning", fac_delta, method=fac, fmts=r.ptq_formats, precisions=["fp32", "int8"])
+
+
+def _gpu(r: _Rules) -> None:
+    if not r.gpu:
+        return
+    trt = "TensorRT" if "tensorrt" in r.exporters else "ONNX (TensorRT is not registered)"
+    for ratio in (0.3, 0.5):
+        r.add(f"{r.pruner}-{round(100 * ratio)}-a{GPU_ALIGN}", "gpu",
+              f"{', '.join(r.gpu)} is a GPU: structured pruning ({r.crit}, ratio {ratio}) with channels "
+              f"aligned to multiples of {GPU_ALIGN} for tensor cores, {r.ft}, then FP16 and INT8 in {trt}",
+              {"compress.method": r.crit, "compress.ratio": ratio, "compress.round_to": GPU_ALIGN},
+              method=r.pruner, fmts=r.gpu_formats, precisions=["fp16", "int8"])
+
+
+def _cpu_latency(r: _Rules) -> None:
+    c = r.c
+    latency_bound = [t for t in r.cpu + r.edge if c.latency_bound(t)]
     no_budget = not c.latency_ms and c.max_bytes is None
-    if cpu and (latency_bound or no_budget):
-        where = (f"{', '.join(latency_bound)} {'has' if len(latency_bound) == 1 else 'have'} a latency budget"
-                 if latency_bound else f"{', '.join(cpu)} is a CPU and no budget is set, so latency decides")
-        for ratio in (0.3, 0.5, 0.7):
-            add(f"{crit or 'l1'}-{round(100 * ratio)}", "cpu-latency",
-                f"{where}: structured pruning ({crit}, ratio {ratio}) removes MACs the CPU would spend "
-                f"time on, {ft}, then INT8", {"compress.method": crit, "compress.ratio": ratio},
-                method=crit or "l1", precisions=["int8"])
-        from edgeslim.targets.base import channel_block, cpu_info
+    if not r.cpu or not (latency_bound or no_budget):
+        return
+    where = (f"{', '.join(latency_bound)} {'has' if len(latency_bound) == 1 else 'have'} a latency budget"
+             if latency_bound else f"{', '.join(r.cpu)} is a CPU and no budget is set, so latency decides")
+    for ratio in (0.3, 0.5, 0.7):
+        r.add(f"{r.pruner}-{round(100 * ratio)}", "cpu-latency",
+              f"{where}: structured pruning ({r.crit}, ratio {ratio}) removes MACs the CPU would spend "
+              f"time on, {r.ft}, then INT8", {"compress.method": r.crit, "compress.ratio": ratio},
+              method=r.pruner, precisions=["int8"])
+    block = channel_block(cpu_info()["isa"])  # the cpu target is this host
+    if block > 8:
+        r.add(f"{r.pruner}-50-a{block}", "cpu-latency",
+              f"{where}: structured pruning ({r.crit}, ratio 0.5) with channel counts kept at multiples of "
+              f"{block}, the channel block of this CPU's kernels (AVX-512), {r.ft}, then INT8",
+              {"compress.method": r.crit, "compress.ratio": 0.5, "compress.round_to": block},
+              method=r.pruner, precisions=["int8"])
+    if latency_bound:
+        # layers are timed one at a time, which cannot see the kernels' channel blocks: align to them
+        aligned = f", channel counts at multiples of {block}" if block > 8 else ""
+        delta = {"compress.method": "latency", "compress.ratio": 0.5}
+        if aligned:
+            delta["compress.round_to"] = block
+        r.add("latency-50", "cpu-latency", f"{where}: latency-aware structured pruning (ratio 0.5, "
+              f"channels ranked by their measured cost on this machine{aligned}), {r.ft}, then INT8",
+              delta, method="latency", precisions=["int8"])
 
-        block = channel_block(cpu_info()["isa"])  # the cpu target is this host
-        if block > 8:
-            add(f"{crit or 'l1'}-50-a{block}", "cpu-latency",
-                f"{where}: structured pruning ({crit}, ratio 0.5) with channel counts kept at multiples of "
-                f"{block}, the channel block of this CPU's kernels (AVX-512), {ft}, then INT8",
-                {"compress.method": crit, "compress.ratio": 0.5, "compress.round_to": block},
-                method=crit or "l1", precisions=["int8"])
-        if latency_bound:
-            # layers are timed one at a time, which cannot see the kernels' channel blocks: align to them
-            aligned = f", channel counts at multiples of {block}" if block > 8 else ""
-            delta = {"compress.method": "latency", "compress.ratio": 0.5}
-            if aligned:
-                delta["compress.round_to"] = block
-            add("latency-50", "cpu-latency", f"{where}: latency-aware structured pruning (ratio 0.5, "
-                f"channels ranked by their measured cost on this machine{aligned}), {ft}, then INT8",
-                delta, method="latency", precisions=["int8"])
-    if edge or c.size_bound:
-        where = (f"max_bytes is {c.max_bytes:,} bytes" if c.size_bound else
-                 f"{', '.join(edge)} is an edge device, where model size is the main problem")
-        for ratio in (0.5, 0.7):
-            add(f"{crit or 'l1'}-{round(100 * ratio)}-kd", "edge-size",
-                f"{where}: pruning ({crit}, ratio {ratio}) plus INT8 plus distillation: the pruned "
-                f"student is fine-tuned against the baseline teacher (hinton, {ft})",
-                {"compress.method": crit, "compress.ratio": ratio,
-                 "finetune.distill": {"method": "hinton", "teacher": "baseline"}},
-                method=crit or "l1", precisions=["int8"])
-    if recipe.compress != CompressCfg() and recipe.compress.method in methods:
-        m = methods.get(recipe.compress.method)
-        add("recipe", "recipe", f"the recipe's own compression ({m.name}, ratio {recipe.compress.ratio}), "
-            f"{ft}", {}, precisions=list(recipe.quantize.precisions))
+
+def _edge_size(r: _Rules) -> None:
+    c = r.c
+    if not (r.edge or c.size_bound):
+        return
+    where = (f"max_bytes is {c.max_bytes:,} bytes" if c.size_bound else
+             f"{', '.join(r.edge)} is an edge device, where model size is the main problem")
+    for ratio in (0.5, 0.7):
+        r.add(f"{r.pruner}-{round(100 * ratio)}-kd", "edge-size",
+              f"{where}: pruning ({r.crit}, ratio {ratio}) plus INT8 plus distillation: the pruned "
+              f"student is fine-tuned against the baseline teacher (hinton, {r.ft})",
+              {"compress.method": r.crit, "compress.ratio": ratio,
+               "finetune.distill": {"method": "hinton", "teacher": "baseline"}},
+              method=r.pruner, precisions=["int8"])
+
+
+def _own_recipe(r: _Rules) -> None:
+    own = r.recipe.compress
+    if own != CompressCfg() and own.method in r.methods:
+        m = r.methods.get(own.method)
+        r.add("recipe", "recipe", f"the recipe's own compression ({m.name}, ratio {own.ratio}), {r.ft}",
+              {}, precisions=list(r.recipe.quantize.precisions))
+
+
+# The decision guide, in the order its candidates run; without retraining only the first two apply.
+RULES = (_post_training, _gpu, _cpu_latency, _edge_size, _own_recipe)
+NO_RETRAIN_RULES = (_post_training, _no_retrain)
+
+
+def propose(recipe: Recipe, c: Constraints) -> list[Candidate]:
+    """The candidates for ``recipe`` under ``c``, in the order they run (``ptq`` first)."""
+    rules = _Rules(recipe, c)
+    for rule in NO_RETRAIN_RULES if c.retrain == "none" else RULES:
+        rule(rules)
+    return rules.out
+
+
+def candidate_notes(recipe: Recipe, c: Constraints) -> list[str]:
+    """Why a whole family of candidates is missing from ``propose(recipe, c)``, each with the
+    constraint that would bring it in (the candidates it would add are proposed for real under
+    that constraint, so a hint never names a candidate the prior would not make).
+
+    Example (the default recipe on cpu and edge, ``retrain="short"``, ``max_bytes=150_000``)::
+
+        candidate_notes(recipe, c)
+        # ['max_bytes is set and cpu has no latency budget, so cpu is treated as size-bound and gets no
+        #   latency-driven pruning: `--latency-ms cpu=MS` would also propose l1-30, l1-50, l1-70, ..., latency-50
+        #   (cpu-latency); `--retrain full` would not (it sets fine-tune epochs, not which rules apply)']
+    """
+    now = [x.name for x in propose(recipe, c)]
+    rules = {x.rule for x in propose(recipe, c)}
+    notes = []
+    for why, flag, wider in _widenings(recipe, c):
+        then = propose(recipe, wider)
+        if all(x.rule in rules for x in then):
+            continue  # no family comes in: the set is not narrowed by this constraint
+        more = [x for x in then if x.name not in now]
+        what = ", ".join(x.name for x in more) + f" ({', '.join(dict.fromkeys(x.rule for x in more))})"
+        gone = [n for n in now if n not in {x.name for x in then}]
+        notes.append(f"{why}: {flag} would " + (f"propose {what} in place of {', '.join(gone)}" if gone
+                                               else f"also propose {what}"))
+    if notes and c.retrain == "short" and _same_as_full(recipe, c, now):
+        notes[0] += "; `--retrain full` would not (it sets fine-tune epochs, not which rules apply)"
+    return notes
+
+
+def _widenings(recipe: Recipe, c: Constraints) -> list[tuple[str, str, Constraints]]:
+    """(why the family is missing, the option that changes it, the constraints with it)."""
+    out = []
+    if c.retrain == "none":
+        short = replace(c, retrain="short", finetune_epochs=min(SHORT_EPOCHS, recipe.finetune.epochs))
+        out.append(("retrain is none, so only post-training candidates are proposed (no fine-tuning, "
+                    "no distillation)", "`--retrain short`", short))
+    free = [t for t in c.targets if c.kinds[t] == "cpu" and not c.latency_bound(t)]
+    if c.max_bytes is not None and free:
+        cpus = ", ".join(free)
+        out.append((f"max_bytes is set and {cpus} {'has' if len(free) == 1 else 'have'} no latency budget, so "
+                    f"{cpus} {'is' if len(free) == 1 else 'are'} treated as size-bound and {'gets' if len(free) == 1 else 'get'} "
+                    "no latency-driven pruning", " and ".join(f"`--latency-ms {t}=MS`" for t in free),
+                    replace(c, latency_ms={**c.latency_ms, **{t: 1.0 for t in free}})))
+    if c.max_bytes is None and not any(c.kinds[t] == "edge" for t in c.targets):
+        # a size budget alone would make an unbudgeted CPU size-bound: keep it latency-bound
+        lat = {t: 1.0 for t in c.targets if c.kinds[t] == "cpu" and not c.latency_bound(t)}
+        flag = " with ".join(["`--max-bytes BYTES`"] + [f"`--latency-ms {t}=MS`" for t in lat])
+        out.append(("no size budget and no edge target, so no candidate is distilled", flag,
+                    replace(c, max_bytes=1, latency_ms={**c.latency_ms, **lat})))
     return out
+
+
+def _same_as_full(recipe: Recipe, c: Constraints, names: list[str]) -> bool:
+    full = replace(c, retrain="full", finetune_epochs=recipe.finetune.epochs)
+    return [x.name for x in propose(recipe, full)] == names
 
 
 def trains(recipe: Recipe) -> bool:
     """True when running ``recipe`` trains after the baseline (fine-tuning, a method that
     trains, distillation, or a method option counting epochs)."""
-    from edgeslim.compress import METHODS
-
     if recipe.finetune.epochs > 0 or recipe.finetune.distill is not None or recipe.compress.steps > 1:
         return True
     method = METHODS.get(recipe.compress.method)

@@ -1,8 +1,12 @@
 """``edgeslim release``: ship the chosen artifact of every target, behind gates.
 
-A release needs a plan: by default it reuses the one in ``--out DIR`` and fails (bad
-input, exit 2) when there is none or when it was made for a different recipe, saying how
-to make one; ``--run`` plans first instead (every stage already done is reused). Then,
+A release needs a plan: it reuses the one in ``--out DIR`` and fails (bad input, exit 2)
+when there is none or when it was made for a different recipe, saying how to make one;
+:func:`stale_plan` says so beforehand, so ``edgeslim release --run`` plans first instead
+(every stage already done is reused). The constraints and targets are the plan's own
+(``plan.json`` holds the resolved recipe): ``edgeslim release my.yaml`` after ``edgeslim
+plan my.yaml --max-bytes ...`` releases that plan (:func:`with_plan_constraints`); only a
+release command line that states constraints or targets itself compares them too. Then,
 per target, the gates:
 
 1. something was chosen: an artifact meets every constraint (otherwise the gate names
@@ -15,11 +19,16 @@ When every gate passes, each chosen artifact is copied into ``DIST/<name>/<targe
 ``manifest.json``: ``files`` (path relative to the manifest -> sha256), the versions of
 torch, onnx, onnxruntime, openvino, nncf and edgeslim, the git commit of the edgeslim
 source when it is a repository, the resolved recipe that built the artifact and the
-plan's recipe, the metrics with their semantics, and each constraint's verdict. A failed
+plan's recipe, the metrics with their semantics, each constraint's verdict, ``classes``
+(class names in label index order) and ``preprocessing`` (how an image becomes the
+input: size, resize, scale, mean/std, channel order, layout, dtype). A failed
 gate writes nothing and raises :class:`GateError` (exit 1), so a release pipeline stops.
 
 Example::
 
+    recipe = with_plan_constraints(recipe, Path("runs/plan"))
+    if stale_plan(Path("runs/plan"), recipe):
+        write_plan(plan_recipe(recipe, Path("runs/plan")))
     rel = release(recipe, Path("runs/plan"), Path("dist"))
     rel.manifests["cpu"]  # dist/default/cpu/manifest.json
 """
@@ -34,11 +43,12 @@ from typing import Any, Optional
 
 import yaml
 
-from edgeslim.errors import EdgeslimError, RunDirError
-from edgeslim.io import read_json, sha256_file, write_json
-from edgeslim.pipeline.context import Reporter
-from edgeslim.recipe import Recipe, recipe_to_dict
-from edgeslim.select.plan import PLAN, plan_recipe, target_slug
+from edgeslim.data import describe_data
+from edgeslim.errors import DataError, EdgeslimError, RunDirError
+from edgeslim.io import read_json, sha256_file, target_slug, write_json
+from edgeslim.recipe import Recipe, recipe_from_dict, recipe_to_dict
+from edgeslim.provenance import git_commit, versions
+from edgeslim.select.plan import PLAN
 
 SEMANTICS = {
     "latency_ms": "milliseconds per inference at batch 1, measured on the artifact in its runtime on the "
@@ -65,23 +75,59 @@ class ReleaseResult:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> chosen row
 
 
-def load_plan(out_dir: Path, recipe: Recipe, *, run: bool, reporter: Reporter | None) -> dict[str, Any]:
-    """The plan in ``out_dir`` for ``recipe``; made (or remade) first when ``run``."""
+def with_plan_constraints(recipe: Recipe, out_dir: Path) -> Recipe:
+    """``recipe`` with the targets and constraints of the plan in ``out_dir`` (the ones it
+    was planned with, e.g. from ``edgeslim plan --max-bytes``); ``recipe`` itself when the
+    directory holds no plan. What else differs still makes :func:`stale_plan` refuse.
+
+    Example: after ``edgeslim plan my.yaml --out runs/p --max-bytes 200000``,
+    ``with_plan_constraints(load_recipe("my.yaml"), Path("runs/p")).constraints.max_bytes``
+    -> ``200000``.
+    """
     plan_file = Path(out_dir) / PLAN
-    if plan_file.is_file():
-        plan = read_json(plan_file)
-        if plan.get("recipe") == recipe_to_dict(recipe):
-            return plan
-        if not run:
-            diff = _differences(plan.get("recipe") or {}, recipe_to_dict(recipe))
-            raise RunDirError(f"the plan in {out_dir} was made for a different recipe (differs at "
-                              f"{', '.join(diff[:5])}); run 'edgeslim plan' with this recipe and "
-                              f"--out {out_dir} first, or pass --run")
-    elif not run:
-        raise RunDirError(f"no plan in {out_dir} ({PLAN} not found): run 'edgeslim plan [RECIPE] "
-                          f"--out {out_dir}' first, or pass --run to plan now")
-    plan_recipe(recipe, out_dir, reporter=reporter)
-    return read_json(plan_file)
+    planned = read_json(plan_file).get("recipe") if plan_file.is_file() else None
+    if not isinstance(planned, dict) or "constraints" not in planned or "targets" not in planned:
+        return recipe
+    data = recipe_to_dict(recipe)
+    data["targets"], data["constraints"] = planned["targets"], planned["constraints"]
+    return recipe_from_dict(data)
+
+
+def constraints_stated(overrides: list[str] | None, *options: Any) -> bool:
+    """Whether a release command line states constraints or targets itself: a ``--set`` of
+    ``constraints...``/``targets`` or any constraint option (``--target``, ``--latency-ms``...)
+    given. When it does not, the release takes the plan's (:func:`with_plan_constraints`).
+
+    Example: ``constraints_stated(["seed=1"], None, [])`` -> ``False``.
+    """
+    sections = {o.split("=", 1)[0].strip().split(".", 1)[0] for o in overrides or []}
+    return bool(sections & {"constraints", "targets"}) or any(o not in (None, [], ()) for o in options)
+
+
+def stale_plan(out_dir: Path, recipe: Recipe) -> str | None:
+    """Why ``out_dir`` holds no plan of ``recipe`` to release (None when it does).
+
+    Example: ``stale_plan(Path("runs/none"), recipe)`` -> ``"no plan in runs/none (plan.json
+    not found): run 'edgeslim plan [RECIPE] --out runs/none' first, or pass --run to plan now"``.
+    """
+    plan_file = Path(out_dir) / PLAN
+    if not plan_file.is_file():
+        return (f"no plan in {out_dir} ({PLAN} not found): run 'edgeslim plan [RECIPE] "
+                f"--out {out_dir}' first, or pass --run to plan now")
+    planned = read_json(plan_file).get("recipe")
+    if planned == recipe_to_dict(recipe):
+        return None
+    diff = _differences(planned or {}, recipe_to_dict(recipe))
+    return (f"the plan in {out_dir} was made for a different recipe (differs at {', '.join(diff[:5])}); "
+            f"run 'edgeslim plan' with this recipe and --out {out_dir} first, or pass --run")
+
+
+def load_plan(out_dir: Path, recipe: Recipe) -> dict[str, Any]:
+    """The plan in ``out_dir`` for ``recipe``; :class:`RunDirError` when :func:`stale_plan`."""
+    why = stale_plan(out_dir, recipe)
+    if why:
+        raise RunDirError(why)
+    return read_json(Path(out_dir) / PLAN)
 
 
 def _differences(a: Any, b: Any, path: str = "") -> list[str]:
@@ -110,11 +156,10 @@ def _gates(row: Optional[dict[str, Any]], decision: dict[str, Any], plan_dir: Pa
     return failed
 
 
-def release(recipe: Recipe, out_dir: Path, dist: Path, *, run: bool = False,
-            reporter: Reporter | None = None) -> ReleaseResult:
+def release(recipe: Recipe, out_dir: Path, dist: Path) -> ReleaseResult:
     """Copy the chosen artifact of every target into ``dist/<name>/<target>/``, gated."""
     out_dir = Path(out_dir)
-    plan = load_plan(out_dir, recipe, run=run, reporter=reporter)
+    plan = load_plan(out_dir, recipe)
     rows = read_json(out_dir / "results.json")
     chosen = {r["target"]: r for r in rows if r.get("chosen")}
     failures = []
@@ -139,13 +184,14 @@ def release(recipe: Recipe, out_dir: Path, dist: Path, *, run: bool = False,
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RunDirError(f"cannot write the release to {final}: {err.strerror or err}") from None
+    except EdgeslimError:  # the data could not be described: no half-written release stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return result
 
 
 def _write_target(folder: Path, row: dict[str, Any], plan: dict[str, Any], plan_dir: Path,
                   recipe: Recipe) -> None:
-    from edgeslim.report.write import git_commit, versions
-
     main = plan_dir / row["artifact"]
     root = main.parent
     files = {}
@@ -158,6 +204,7 @@ def _write_target(folder: Path, row: dict[str, Any], plan: dict[str, Any], plan_
         shutil.copyfile(src, dst)
         files[rel] = sha256_file(dst)
     run_recipe = yaml.safe_load((plan_dir / row["run_dir"] / "recipe.yaml").read_text(encoding="utf-8"))
+    classes, preprocessing = _data_card(run_recipe)
     decision = plan["decisions"][row["target"]]
     metrics = {k: row.get(k) for k in ("latency_ms", "bytes", "accuracy", "reference_accuracy",
                                        "accuracy_drop", "params", "macs", "throughput_per_s")}
@@ -180,4 +227,16 @@ def _write_target(folder: Path, row: dict[str, Any], plan: dict[str, Any], plan_
         "parity": row.get("parity"),
         "constraints": row.get("verdicts", []),
         "rationale": decision.get("rationale"),
+        "classes": list(classes),
+        "preprocessing": preprocessing.as_dict(),
     })
+
+
+def _data_card(run_recipe: dict[str, Any]):
+    """Class names and preprocessing of the data the artifact was trained and measured on."""
+    data, model = run_recipe["data"], run_recipe["model"]
+    try:
+        return describe_data(data["name"], input_size=model["input_size"], num_classes=model["num_classes"],
+                             seed=run_recipe.get("seed", 0), val_fraction=data.get("val_fraction", 0.2))
+    except DataError as err:  # e.g. the image folder moved since the plan ran
+        raise RunDirError(f"cannot describe the data for the manifest (classes, preprocessing): {err}") from None

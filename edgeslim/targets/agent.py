@@ -21,11 +21,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import sys
+import threading
+from pathlib import Path
 from typing import Any, Optional
+
+import numpy as np
+
+from edgeslim import __version__
+from edgeslim.artifacts import Artifact
+from edgeslim.targets.base import failed_row
+from edgeslim.targets.config import ProfileCfg
+from edgeslim.targets.memlimit import POLLING, RssWatchdog, join_memory_cgroup, leave_memory_cgroup
+from edgeslim.targets.profiler import profile_artifact
+from edgeslim.targets.runner import RUNNERS
 
 PROTOCOL = 1  # bumped when the command line or the answer changes incompatibly
 CONFINED_ENV = "EDGESLIM_AGENT_CONFINED"
+MEMORY_ENV = "EDGESLIM_AGENT_MEMORY_LIMIT"  # which mechanism enforces --memory-limit-mb
+_answered = threading.Lock()  # one answer only: the main thread's or the memory watchdog's
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -53,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", help="time a random input of this shape, e.g. 1,3,224,224")
     p.add_argument("--threads", type=int, help="runtime threads (default: all usable cores)")
     p.add_argument("--core", type=int, help="pin the whole process to this CPU core")
-    p.add_argument("--memory-limit-mb", type=int, help="address-space limit (RLIMIT_AS)")
+    p.add_argument("--memory-limit-mb", type=int, help="resident-memory limit (cgroup v2 memory.max, else RSS polling)")
     p.add_argument("--device", default="agent", help="the device name recorded in the row")
     return p
 
@@ -62,9 +77,11 @@ def confine(args: argparse.Namespace, argv: list[str], out_fd: int) -> None:
     """Pin to ``--core``, limit memory, then re-exec so everything starts confined.
 
     ``sched_setaffinity`` pins only the calling thread, and threads that numpy or a
-    runtime started during imports would keep every core; RLIMIT_AS and the BLAS thread
-    variables likewise must be in place before the interpreter loads anything. Affinity,
-    limits and the environment all survive ``exec``, so a fresh interpreter starts inside.
+    runtime started during imports would keep every core; the memory cgroup and the BLAS
+    thread variables likewise must be in place before the interpreter loads anything.
+    Affinity, cgroup and the environment all survive ``exec``, so a fresh interpreter starts
+    inside. Without a usable cgroup v2 the resident-memory limit is a watchdog thread,
+    started by the new interpreter (see :mod:`edgeslim.targets.memlimit`).
     """
     env = dict(os.environ)
     if args.threads:
@@ -80,10 +97,7 @@ def confine(args: argparse.Namespace, argv: list[str], out_fd: int) -> None:
                               f"{core_ranges(usable)})")
         os.sched_setaffinity(0, {args.core})
     if args.memory_limit_mb is not None:
-        import resource
-
-        limit = args.memory_limit_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        env[MEMORY_ENV] = join_memory_cgroup(args.memory_limit_mb * 2**20) or POLLING
     env[CONFINED_ENV] = "1"
     sys.stdout.flush()
     os.dup2(out_fd, 1)  # the new interpreter answers on the real stdout
@@ -102,11 +116,6 @@ def core_ranges(cores: list[int]) -> str:
 
 
 def version_info() -> dict[str, Any]:
-    import platform
-
-    from edgeslim import __version__
-    from edgeslim.targets import RUNNERS
-
     return {"edgeslim_agent": PROTOCOL, "status": "ok", "edgeslim": __version__,
             "python": platform.python_version(), "executable": sys.executable,
             "host": platform.node(), "formats": RUNNERS.names()}
@@ -114,8 +123,6 @@ def version_info() -> dict[str, Any]:
 
 def _inputs(args: argparse.Namespace):
     """The timing sample, and a loader for the validation arrays (read after timing)."""
-    import numpy as np
-
     if args.data_npz:
         with np.load(args.data_npz) as z:
             if "sample" not in z.files:
@@ -138,12 +145,6 @@ def _inputs(args: argparse.Namespace):
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    from pathlib import Path
-
-    from edgeslim.artifacts import Artifact
-    from edgeslim.recipe import ProfileCfg
-    from edgeslim.targets.profiler import profile_artifact
-
     if not args.artifact or not args.format:
         raise _AgentError("--artifact and --format are required")
     path = Path(args.artifact)
@@ -158,6 +159,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     m = profile_artifact(art, sample, cfg, val, threads=args.threads, device=args.device,
                          peak_scope="agent process, whole lifetime")
     m["semantics"].update({"core": args.core, "memory_limit_mb": args.memory_limit_mb,
+                           "memory_limit_mechanism": os.environ.get(MEMORY_ENV) if args.memory_limit_mb else None,
                            "measured_in": "agent subprocess"})
     return m
 
@@ -168,35 +170,58 @@ def main(argv: Optional[list[str]] = None) -> int:
     # while we work, and the answer is written to the saved stdout at the end.
     out_fd = os.dup(1)
     os.dup2(2, 1)
-    code = 0
+    code, watchdog = 0, None
     try:
         args = _parser().parse_args(argv)
         confine(args, argv, out_fd)
+        watchdog = _watch_memory(args, out_fd)
         result = version_info() if args.version else measure(args)
     except SystemExit as exc:  # --help: the text went to stderr; nothing to answer
         return int(exc.code or 0)
     except MemoryError:
-        limit = os.environ.get(CONFINED_ENV) and _limit_mb()
+        limit = os.environ.get(MEMORY_ENV) and _limit_mb(argv)
         result = {"status": "failed", "reason": "out of memory" + (f" under the {limit} MB limit" if limit else "")}
         code = 1
     except _AgentError as err:
         result = {"status": "failed", "reason": str(err)}
         code = 1
     except BaseException as err:  # noqa: BLE001 - every failure becomes the one answer
-        from edgeslim.targets.base import failed_row
-
         result = failed_row(err)
         code = 1
-    result = {"edgeslim_agent": PROTOCOL, **result}
-    os.write(out_fd, (json.dumps(result) + "\n").encode())
+    if watchdog is not None:
+        watchdog.stop()
+    _answer(out_fd, result)
+    leave_memory_cgroup()
     return code
 
 
-def _limit_mb() -> Optional[int]:
-    import resource
+def _answer(out_fd: int, result: dict[str, Any]) -> bool:
+    """Write the one JSON answer; a second caller (watchdog vs main thread) writes nothing."""
+    if not _answered.acquire(blocking=False):
+        return False
+    os.write(out_fd, (json.dumps({"edgeslim_agent": PROTOCOL, **result}) + "\n").encode())
+    return True
 
-    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-    return None if soft == resource.RLIM_INFINITY else soft // 2**20
+
+def _watch_memory(args: argparse.Namespace, out_fd: int) -> Optional[RssWatchdog]:
+    """Start the RSS watchdog where the memory limit is not a cgroup's."""
+    if args.memory_limit_mb is None or os.environ.get(MEMORY_ENV) != POLLING:
+        return None
+    limit = args.memory_limit_mb
+
+    def exceeded(peak_mb: float) -> None:
+        if _answer(out_fd, {"status": "failed", "reason": f"resident memory reached {peak_mb:.0f} MB, over "
+                                                          f"the memory limit of {limit} MB; {POLLING}"}):
+            os._exit(1)  # now, from this thread: the main thread may be inside a runtime call
+
+    watchdog = RssWatchdog(limit, exceeded)
+    if not watchdog.check():  # imports alone may already be over a tiny limit
+        watchdog.start()
+    return watchdog
+
+
+def _limit_mb(argv: list[str]) -> Optional[str]:
+    return argv[argv.index("--memory-limit-mb") + 1] if "--memory-limit-mb" in argv[:-1] else None
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import numpy as np
 from edgeslim.artifacts import Artifact
 from edgeslim.errors import TargetError
 from edgeslim.targets.agent import PROTOCOL
+from edgeslim.targets.config import ProfileCfg
 
 MODULE = "edgeslim.targets.agent"
 
@@ -34,7 +35,7 @@ class AgentTimeout(TargetError):
     """A step ran out of the target's time limit (its process group was killed)."""
 
 
-def agent_args(artifact: Artifact, artifact_path: str, cfg: Any, *, data_npz: str,
+def agent_args(artifact: Artifact, artifact_path: str, cfg: ProfileCfg, *, data_npz: str,
                threads: Optional[int], core: Optional[int], memory_limit_mb: Optional[int],
                device: str) -> list[str]:
     """Arguments after ``python -m edgeslim.targets.agent`` to profile ``artifact``."""

@@ -1,17 +1,19 @@
 """What a target is, and the registry of them.
 
 A target is where artifacts run: this machine's CPU, a constrained edge profile, a GPU,
-or a remote device. Each declares the formats it runs and whether it is available here
-(with the reason when not). ``profile`` returns one results row per artifact; it never
+or a remote device. Each declares its ``kind`` (cpu, gpu or edge: which rule of the plan's
+prior applies), runs the formats whose runners list that kind, and says whether it is
+available here (with the reason when not). ``profile`` returns one results row per artifact; it never
 raises for a runtime failure of one artifact: that becomes a ``failed`` row.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import traceback
 from functools import lru_cache
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -19,16 +21,31 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from edgeslim.artifacts import Artifact
 from edgeslim.errors import EdgeslimError, TargetError
 from edgeslim.registry import Registry, suggest
+from edgeslim.targets.config import ProfileCfg, TargetCfg
+from edgeslim.targets.runner import RUNNERS
+
+KINDS = ("cpu", "gpu", "edge")  # which rule of the plan's prior applies to a target
 
 
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FormatsOfKind:
+    """A target's formats: those whose runner runs on the target's kind of device.
+
+    Read when asked, not at class creation, so runners registered later count too.
+    """
+
+    def __get__(self, obj: Any, cls: Any) -> tuple[str, ...]:
+        return tuple(name for name, runner in RUNNERS.items() if cls.kind in runner.kinds)
+
+
 class Target:
     name: ClassVar[str]
     description: ClassVar[str]
-    formats: ClassVar[tuple[str, ...]] = ("onnx",)
+    kind: ClassVar[str]  # one of KINDS
+    formats: ClassVar[tuple[str, ...]] = FormatsOfKind()  # type: ignore[assignment]
     options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, label: str, opts: BaseModel):
@@ -43,7 +60,7 @@ class Target:
             return False, f"target '{self.label}' does not run {artifact.format} artifacts"
         return True, ""
 
-    def profile(self, artifact: Artifact, sample: np.ndarray, cfg: Any,
+    def profile(self, artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
                 val: Optional[tuple[np.ndarray, Optional[np.ndarray]]]) -> dict[str, Any]:
         """Measure ``artifact``; returns the measurement part of a results row."""
         raise NotImplementedError
@@ -53,11 +70,13 @@ TARGETS: Registry[type[Target]] = Registry("target")
 
 
 def register_target(cls: type[Target]) -> type[Target]:
+    if getattr(cls, "kind", None) not in KINDS:
+        raise ValueError(f"target '{cls.name}' must declare kind, one of {', '.join(KINDS)}")
     TARGETS.register(cls.name, cls)
     return cls
 
 
-def parse_target(cfg: Any) -> Target:
+def parse_target(cfg: Union[TargetCfg, str]) -> Target:
     """A configured Target from a recipe entry (a name, or a mapping with ``name``)."""
     name = cfg.name if hasattr(cfg, "name") else str(cfg)
     extra = dict(getattr(cfg, "__pydantic_extra__", None) or {})
@@ -81,6 +100,14 @@ def parse_target(cfg: Any) -> Target:
                               f"{suggest(key, list(cls.options.model_fields))}") from None
         raise TargetError(f"target '{name}' option '{key}': {e['msg']}") from None
     return cls(name, opts)
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (all of them where the OS does not say)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)

@@ -8,10 +8,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edgeslim.artifacts import Artifact
-from edgeslim.targets.base import Target, register_target
-from edgeslim.targets.ort_runner import usable_cores
+from edgeslim.backends.openvino import capabilities, supports
+from edgeslim.targets.base import Target, register_target, usable_cores
+from edgeslim.targets.config import ProfileCfg
 from edgeslim.targets.profiler import profile_artifact
-from edgeslim.targets.runner import RUNNERS
 
 
 class CpuOptions(BaseModel):
@@ -23,8 +23,6 @@ class CpuOptions(BaseModel):
     @field_validator("openvino_precision")
     @classmethod
     def _device_has_it(cls, v: Optional[str]) -> Optional[str]:
-        from edgeslim.targets.openvino_runner import capabilities, supports
-
         if v is not None and not supports(v):
             raise ValueError(f"OpenVINO CPU cannot run inference precision {v} on this machine "
                              f"(it supports {', '.join(capabilities()) or 'nothing'})")
@@ -35,11 +33,8 @@ class CpuOptions(BaseModel):
 class CpuTarget(Target):
     name = "cpu"
     description = "this machine's CPU, all usable cores"
+    kind = "cpu"  # runs every format whose runner runs on a CPU
     options = CpuOptions
-
-    @property
-    def formats(self) -> tuple[str, ...]:  # type: ignore[override]
-        return tuple(n for n in RUNNERS.names() if n != "tensorrt")
 
     def threads(self) -> int:
         return self.opts.threads or usable_cores()
@@ -49,7 +44,7 @@ class CpuTarget(Target):
             return {"inference_precision": self.opts.openvino_precision}
         return {}
 
-    def profile(self, artifact: Artifact, sample: np.ndarray, cfg: Any,
+    def profile(self, artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
                 val: Optional[tuple[np.ndarray, Optional[np.ndarray]]]) -> dict[str, Any]:
         # The same measurement the edge/ssh agent makes, so every target's row reads alike.
         return profile_artifact(artifact, sample, cfg, val, threads=self.threads(), device="cpu",

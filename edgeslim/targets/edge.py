@@ -1,8 +1,9 @@
 """The ``edge`` target: this machine shaped like a small device.
 
-One runtime thread, the whole process pinned to one CPU core, and optionally an
-address-space limit, so that a laptop or server gives figures closer to what a
-single-core board would. The measurement runs in a subprocess (the profiling agent),
+One runtime thread, the whole process pinned to one CPU core, and optionally a
+resident-memory limit (the device's RAM: cgroup v2 ``memory.max`` where this process may
+create one, else RSS polling; the row's ``semantics.memory_limit_mechanism`` says which),
+so that a laptop or server gives figures closer to what a single-core board would. The measurement runs in a subprocess (the profiling agent),
 so pinning and the limit never touch the pipeline's own process. Shape it in the recipe::
 
     targets:
@@ -29,14 +30,15 @@ from edgeslim.targets.agent import core_ranges
 from edgeslim.targets.agent_call import (MODULE, SKIP, agent_args, last_line, measurement, parse_answer,
                                          run_process, write_inputs)
 from edgeslim.targets.base import Target, failed_row, register_target
-from edgeslim.targets.runner import RUNNERS
+from edgeslim.targets.config import ProfileCfg
+from edgeslim.targets.memlimit import remove_stale_cgroups
 
 
 class EdgeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     threads: int = Field(1, ge=1)  # runtime threads (all of them on the one core)
     core: Optional[int] = Field(None, ge=0)  # CPU core to pin to; default: the lowest usable one
-    memory_limit_mb: Optional[int] = Field(None, ge=16)  # RLIMIT_AS of the agent process
+    memory_limit_mb: Optional[int] = Field(None, ge=16)  # resident memory of the agent (see memlimit)
     timeout_s: float = Field(600.0, gt=0)  # per artifact, load and accuracy included
 
 
@@ -56,6 +58,7 @@ def agent_env() -> dict[str, str]:
 class EdgeTarget(Target):
     name = "edge"
     description = "a small device on this machine: 1 thread pinned to one core, optional memory limit"
+    kind = "edge"  # runs every format whose runner runs on a small CPU device
     options = EdgeOptions
 
     def __init__(self, label: str, opts: EdgeOptions):
@@ -66,16 +69,12 @@ class EdgeTarget(Target):
                               f"on this machine (usable cores: {core_ranges(usable)})")
         self.core = opts.core if opts.core is not None else (usable[0] if usable else None)
 
-    @property
-    def formats(self) -> tuple[str, ...]:  # type: ignore[override]
-        return tuple(n for n in RUNNERS.names() if n != "tensorrt")
-
     def available(self) -> tuple[bool, str]:
         if not hasattr(os, "sched_setaffinity"):
             return False, "pinning to a CPU core needs Linux (os.sched_setaffinity)"
         return True, ""
 
-    def profile(self, artifact: Artifact, sample: np.ndarray, cfg: Any,
+    def profile(self, artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
                 val: Optional[tuple[np.ndarray, Optional[np.ndarray]]]) -> dict[str, Any]:
         """Run the agent confined as configured; a failure becomes a ``failed`` row."""
         try:
@@ -83,7 +82,8 @@ class EdgeTarget(Target):
         except TargetError as err:
             return failed_row(err)
 
-    def _profile(self, artifact, sample, cfg, val) -> dict[str, Any]:
+    def _profile(self, artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
+                 val: Optional[tuple[np.ndarray, Optional[np.ndarray]]]) -> dict[str, Any]:
         o = self.opts
         with tempfile.TemporaryDirectory(prefix="edgeslim-edge-") as tmp:
             npz = write_inputs(Path(tmp) / "inputs.npz", sample, val if cfg.accuracy else None)
@@ -91,16 +91,22 @@ class EdgeTarget(Target):
                    *agent_args(artifact, str(artifact.path.resolve()), cfg, data_npz=str(npz),
                                threads=o.threads, core=self.core, memory_limit_mb=o.memory_limit_mb,
                                device="edge")]
-            rc, out, err = run_process(cmd, timeout=o.timeout_s, what=f"profiling {artifact.id} on edge",
-                                       env=agent_env())
+            try:
+                rc, out, err = run_process(cmd, timeout=o.timeout_s, what=f"profiling {artifact.id} on edge",
+                                           env=agent_env())
+            finally:
+                if o.memory_limit_mb is not None:
+                    remove_stale_cgroups()  # an agent the OOM killer ended cannot remove its own
         try:
             m = measurement(parse_answer(rc, out, err, where="this machine", python=sys.executable))
         except TargetError:
             if o.memory_limit_mb is None:
                 raise
-            # Under RLIMIT_AS the interpreter itself may fail to start or import: say so.
-            raise TargetError(f"the agent failed under the edge memory limit of {o.memory_limit_mb} MB "
-                              f"(address space), exit {rc}: {last_line(err, skip=SKIP) or 'no output'}") from None
+            if rc == -9:  # SIGKILL without an answer: the cgroup's OOM killer
+                raise TargetError(f"the agent was killed at the edge memory limit of {o.memory_limit_mb} MB "
+                                  f"(cgroup v2 memory.max: resident memory exceeded it)") from None
+            raise TargetError(f"the agent failed under the edge memory limit of {o.memory_limit_mb} MB, "
+                              f"exit {rc}: {last_line(err, skip=SKIP) or 'no output'}") from None
         if m["status"] == "failed" and o.memory_limit_mb is not None and "memory limit" not in m["reason"]:
             m["reason"] += f" (under the edge memory limit of {o.memory_limit_mb} MB)"
         return m

@@ -24,9 +24,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeslim.artifacts import Artifact
+from edgeslim.backends.onnxruntime import provider_status
+from edgeslim.backends.tensorrt import cuda_device_count, tensorrt_installed, tensorrt_status
 from edgeslim.errors import TargetError
 from edgeslim.targets.base import Target, register_target
+from edgeslim.targets.config import ProfileCfg
+from edgeslim.targets.ort_runner import OrtRunner
 from edgeslim.targets.profiler import profile_runner, time_infer
+from edgeslim.targets.tensorrt_runner import TrtRunner
+from edgeslim.targets.torch_runner import TorchRunner
 
 _PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -38,11 +44,8 @@ class GpuOptions(BaseModel):
 
 
 def ort_gpu_status(provider: str = "CUDAExecutionProvider") -> tuple[bool, str]:
-    import onnxruntime as ort
-
-    if provider not in ort.get_available_providers():
-        return False, "onnxruntime-gpu is not installed"
-    return True, ""
+    """(True, "") where ONNX Runtime has ``provider``, else (False, reason)."""
+    return provider_status(provider)
 
 
 def _gpu_name(index: int) -> str:
@@ -58,12 +61,10 @@ def _gpu_name(index: int) -> str:
 class GpuTarget(Target):
     name = "gpu"
     description = "an NVIDIA GPU: ONNX Runtime CUDA/TensorRT providers, TensorRT engines"
-    formats = ("onnx", "tensorrt")
+    kind = "gpu"  # runs the formats whose runner runs on a GPU: onnx, tensorrt
     options = GpuOptions
 
     def available(self) -> tuple[bool, str]:
-        from edgeslim.exporters.tensorrt import cuda_device_count, tensorrt_installed
-
         reasons = []
         if cuda_device_count() <= self.opts.device:
             reasons.append("no CUDA device" if cuda_device_count() == 0
@@ -80,22 +81,16 @@ class GpuTarget(Target):
             return ok, why
         if artifact.format == "onnx":
             return ort_gpu_status(_PROVIDERS[self.opts.onnx_provider])
-        from edgeslim.exporters.tensorrt import tensorrt_status
-
         return tensorrt_status()
 
-    def _runner(self, artifact: Artifact) -> Any:
+    def _runner(self, artifact: Artifact) -> Any:  # OrtRunner | TrtRunner
         if artifact.format == "tensorrt":
-            from edgeslim.targets.tensorrt_runner import TrtRunner
-
             return TrtRunner(artifact, device=self.opts.device)
-        from edgeslim.targets.ort_runner import OrtRunner
-
         provider = _PROVIDERS[self.opts.onnx_provider]
         return OrtRunner(artifact, threads=None,
                          providers=[(provider, {"device_id": self.opts.device}), "CPUExecutionProvider"])
 
-    def profile(self, artifact: Artifact, sample: np.ndarray, cfg: Any,
+    def profile(self, artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
                 val: Optional[tuple[np.ndarray, Optional[np.ndarray]]]) -> dict[str, Any]:
         with self._runner(artifact) as runner:
             semantics = runner.semantics()
@@ -114,10 +109,9 @@ class GpuTarget(Target):
         return {"status": "ok", "reason": "", **measured, "semantics": semantics}
 
 
-def profile_torch_eager(model: Any, sample: np.ndarray, cfg: Any, *, device: str = "cuda") -> dict[str, Any]:
+def profile_torch_eager(model: Any, sample: np.ndarray, cfg: ProfileCfg, *,
+                        device: str = "cuda") -> dict[str, Any]:
     """Latency of the PyTorch model itself (eager, FP32) on ``device``: the GPU baseline."""
-    from edgeslim.targets.torch_runner import TorchRunner
-
     with TorchRunner(None, model=model, device=device) as runner:
         stats = time_infer(runner, np.ascontiguousarray(sample[:1]), cfg)
         stats["semantics"] = runner.semantics()

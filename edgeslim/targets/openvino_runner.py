@@ -21,42 +21,23 @@ Example::
 from __future__ import annotations
 
 from collections import Counter
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from edgeslim.backends.openvino import (PRECISIONS, capabilities, check_ir, core, error_line, supports,
+                                       version)
 from edgeslim.errors import TargetError
-from edgeslim.targets.ort_runner import usable_cores
+from edgeslim.targets.base import usable_cores
 from edgeslim.targets.runner import RUNNERS, Runner
 
-PRECISIONS = ("f32", "bf16", "f16")
-_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+__all__ = ["OpenVinoRunner", "PRECISIONS", "HINTS", "capabilities", "core", "default_precision", "supports"]
+
 HINTS = ("LATENCY", "THROUGHPUT")
 # Layers whose runtime precision says what the model's arithmetic ran in.
 _COMPUTE = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul",
             "Gemm", "InnerProduct"}
 _NAMES = {"i8": "int8", "u8": "int8", "f32": "f32", "bf16": "bf16", "f16": "f16"}
-
-
-@lru_cache(maxsize=1)
-def core() -> Any:
-    """One ``openvino.Core`` per process: creating one loads every device plugin."""
-    import openvino as ov
-
-    return ov.Core()
-
-
-def capabilities(device: str = "CPU") -> list[str]:
-    """What the device says it computes in (``FP32``, ``BF16``, ``FP16``, ``INT8``, ...)."""
-    try:
-        return list(core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
-    except Exception:
-        return []
-
-
-def supports(precision: str, device: str = "CPU") -> bool:
-    return _CAPABILITY[precision] in capabilities(device)
 
 
 def default_precision(artifact_precision: str, device: str = "CPU") -> str:
@@ -67,23 +48,15 @@ def default_precision(artifact_precision: str, device: str = "CPU") -> str:
     return "f32"
 
 
-def _first(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    # OpenVINO prefixes every message with "Exception from src/...cpp:NN:" lines
-    useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
-    return (useful or lines or [type(err).__name__])[0][:300]
-
-
 class OpenVinoRunner(Runner):
     """Options: ``inference_precision`` (f32|bf16|f16), ``performance_hint`` (LATENCY|
     THROUGHPUT, default LATENCY), ``streams`` (int), ``device`` (default CPU)."""
 
     format = "openvino"
     runtime = "openvino"
+    kinds = ("cpu", "edge")
 
     def load_impl(self) -> None:
-        from edgeslim.exporters.openvino import check_ir
-
         check_ir(self.artifact.path, error=TargetError)
         device = str(self.options.get("device") or "CPU")
         if device not in core().available_devices:
@@ -107,7 +80,7 @@ class OpenVinoRunner(Runner):
             model = core().read_model(str(self.artifact.path))
             self.compiled = core().compile_model(model, device, config)
         except Exception as err:
-            raise TargetError(f"OpenVINO cannot load {self.artifact.path}: {_first(err)}") from None
+            raise TargetError(f"OpenVINO cannot load {self.artifact.path}: {error_line(err)}") from None
         executed = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if executed != precision:  # never report a precision that did not run
             raise TargetError(f"OpenVINO {device} was asked for inference precision {precision} "
@@ -138,15 +111,13 @@ class OpenVinoRunner(Runner):
         return dict(counts), sorted(kernels)
 
     def semantics(self) -> dict[str, Any]:
-        import openvino as ov
-
         layers, kernels = self.compute_layers()
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         # int8 where quantized layers run; otherwise the precision most compute layers ran in
         executed = "int8" if layers.get("int8") else (max(layers, key=layers.get) if layers else hint)
         return {
             "runtime": "openvino",
-            "runtime_version": ov.__version__,
+            "runtime_version": version(),
             "openvino_device": self.device,
             "device_name": str(core().get_property(self.device, "FULL_DEVICE_NAME")).strip(),
             "threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS")),

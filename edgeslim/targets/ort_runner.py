@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
-from edgeslim.errors import TargetError
+from edgeslim.errors import TargetError, first_line
+from edgeslim.targets.base import usable_cores
 from edgeslim.targets.runner import RUNNERS, Runner
 
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+__all__ = ["OrtRunner", "usable_cores"]
 
 
 class OrtRunner(Runner):
     format = "onnx"
     runtime = "onnxruntime"
+    kinds = ("cpu", "edge", "gpu")  # the gpu target passes CUDA/TensorRT providers
 
     def load_impl(self) -> None:
         import onnxruntime as ort
@@ -35,8 +31,7 @@ class OrtRunner(Runner):
         try:
             self.session = ort.InferenceSession(str(self.artifact.path), so, providers=providers)
         except Exception as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise TargetError(f"ONNX Runtime cannot load {self.artifact.path}: {first[:300]}") from None
+            raise TargetError(f"ONNX Runtime cannot load {self.artifact.path}: {first_line(err)}") from None
         self.input_name = self.session.get_inputs()[0].name
         self._threads = so.intra_op_num_threads
 

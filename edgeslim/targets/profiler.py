@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import sys
 import time
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
+from edgeslim import __version__
 from edgeslim.artifacts import Artifact
-from edgeslim.targets.runner import Runner
+from edgeslim.targets.base import cpu_info
+from edgeslim.targets.config import ProfileCfg
+from edgeslim.targets.noise import NoiseProbe
+from edgeslim.targets.runner import RUNNERS, Runner
 
 ValData = Optional[tuple[np.ndarray, Optional[np.ndarray]]]
 
@@ -35,7 +40,7 @@ def median_ci(samples: list[float]) -> float:
     return (hi - lo) / 2 / med if med > 0 else float("inf")
 
 
-def time_infer(runner: Runner, x: np.ndarray, cfg: Any) -> dict[str, Any]:
+def time_infer(runner: Runner, x: np.ndarray, cfg: ProfileCfg) -> dict[str, Any]:
     """Latency statistics of ``runner.infer(x)`` in milliseconds."""
     t0 = time.perf_counter()
     runner.infer(x)
@@ -84,9 +89,10 @@ def accuracy(runner: Runner, x: np.ndarray, y: Optional[np.ndarray], batch: int 
     return correct / len(y)
 
 
-def profile_runner(runner: Runner, sample: np.ndarray, cfg: Any,
+def profile_runner(runner: Runner, sample: np.ndarray, cfg: ProfileCfg,
                    val: Union[ValData, Callable[[], ValData]]) -> dict[str, Any]:
-    """Latency at the first batch size, throughput at each, peak RSS, and accuracy on ``val``.
+    """Latency at the first batch size, p50 and throughput at each, peak RSS, accuracy on
+    ``val``, and how busy the machine was meanwhile (``noise``, see :mod:`.noise`).
 
     ``val`` is (x, y), None, or a function returning either (called after the timed runs).
     """
@@ -98,15 +104,19 @@ def profile_runner(runner: Runner, sample: np.ndarray, cfg: Any,
         val_fn = None
     batches = list(cfg.batch_sizes) or [1]
     result: dict[str, Any] = {}
-    throughput = {}
+    throughput, by_batch = {}, {}
+    probe = NoiseProbe(cfg.noisy_share)
     for i, b in enumerate(batches):
         x = np.repeat(sample[:1], b, axis=0)
         stats = time_infer(runner, x, cfg)
         throughput[str(b)] = b / (stats["latency_ms"]["p50"] / 1e3)
+        by_batch[str(b)] = stats["latency_ms"]["p50"]
         if i == 0:
             result.update(stats)
             result["batch"] = b
+    result["noise"] = probe.finish()
     result["throughput_per_s"] = throughput
+    result["latency_p50_ms_by_batch"] = by_batch
     result["load_ms"] = (runner.load_seconds or 0.0) * 1e3
     result["rss_mb"] = psutil.Process().memory_info().rss / 2**20
     # Peak before the accuracy pass: what the device needs to load and serve the model.
@@ -166,7 +176,7 @@ def process_affinity() -> Optional[list[int]]:
     return sorted(cpus)
 
 
-def profile_artifact(artifact: Artifact, sample: np.ndarray, cfg: Any,
+def profile_artifact(artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
                      val: Union[ValData, Callable[[], ValData]], *, threads: Optional[int],
                      device: str, runner_options: Optional[dict[str, Any]] = None,
                      peak_scope: Optional[str] = None) -> dict[str, Any]:
@@ -181,12 +191,6 @@ def profile_artifact(artifact: Artifact, sample: np.ndarray, cfg: Any,
         m = profile_artifact(art, x[:1], recipe.profile, None, threads=1, device="cpu")
         m["latency_ms"]["p50"], m["semantics"]["runtime_version"], m["peak_rss_mb"]
     """
-    import platform
-
-    from edgeslim import __version__
-    from edgeslim.targets.base import cpu_info
-    from edgeslim.targets.runner import RUNNERS
-
     runner_cls = RUNNERS.get(artifact.format)
     if peak_scope is None:
         peak_scope = ("this process, from before the model load" if reset_peak_rss()

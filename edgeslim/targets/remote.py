@@ -28,7 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -40,6 +40,8 @@ from edgeslim.registry import suggest
 from edgeslim.targets.agent_call import (MODULE, AgentTimeout, agent_args, last_line, measurement,
                                          parse_answer, run_process, write_inputs)
 from edgeslim.targets.base import Target, failed_row, register_target
+from edgeslim.targets.config import ProfileCfg
+from edgeslim.targets.runner import RUNNERS
 
 _HOST = re.compile(r"^[A-Za-z0-9_.%:-]+$")
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
@@ -107,21 +109,22 @@ class SshOptions(BaseModel):
     python: Optional[str] = None  # interpreter on the device; the URL's ?python= wins; default python3
     threads: Optional[int] = Field(None, ge=1)  # runtime threads on the device; default: all its cores
     core: Optional[int] = Field(None, ge=0)  # pin the agent to this core of the device
-    memory_limit_mb: Optional[int] = Field(None, ge=16)  # RLIMIT_AS of the agent on the device
+    memory_limit_mb: Optional[int] = Field(None, ge=16)  # resident memory of the agent on the device
     identity_file: Optional[str] = None  # a private key instead of the user's default keys
     known_hosts: Optional[str] = None  # a known_hosts file; the host key is always checked
     ssh_options: list[str] = []  # extra arguments for ssh and scp, e.g. ["-o", "ProxyJump=gw"]
     remote_tmp: str = Field("/tmp", pattern=r"^/[A-Za-z0-9_./-]*$")  # where the per-artifact folder goes
     connect_timeout_s: float = Field(10.0, gt=0)
     timeout_s: float = Field(600.0, gt=0)  # per artifact: copy, profile, clean up
+    # which rule of the plan's prior applies: a remote device is an edge device unless the
+    # recipe says it is a server CPU or a GPU box
+    kind: Literal["cpu", "gpu", "edge"] = "edge"
 
 
 class _AnyRunnerFormat:
     """The formats a device may run: any with a runner; the device's agent has the last word."""
 
     def __get__(self, obj: Any, cls: Any) -> tuple[str, ...]:
-        from edgeslim.targets.runner import RUNNERS
-
         return tuple(RUNNERS.names())
 
 
@@ -130,6 +133,7 @@ class SshTarget(Target):
     name = "ssh"
     description = ("a remote device, ssh://user@host[:port][?python=...]: artifacts copied there "
                    "and profiled by its edgeslim agent")
+    kind = "edge"  # the default; the ``kind`` option sets it per device
     options = SshOptions
     formats = _AnyRunnerFormat()  # type: ignore[assignment]
 
@@ -138,6 +142,7 @@ class SshTarget(Target):
         self.url = parse_ssh_url(opts.url)
         self.python = self.url.python or opts.python or "python3"
         self.where = str(self.url)
+        self.kind = opts.kind  # type: ignore[misc]  # declared per device, not per class
         self._probe: Optional[dict[str, Any] | TargetError] = None  # the device's --version answer
 
     def available(self) -> tuple[bool, str]:
@@ -195,7 +200,7 @@ class SshTarget(Target):
             raise self._probe
         return self._probe
 
-    def profile(self, artifact: Artifact, sample: np.ndarray, cfg: Any,
+    def profile(self, artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
                 val: Optional[tuple[np.ndarray, Optional[np.ndarray]]]) -> dict[str, Any]:
         """Copy, profile on the device, clean up; any failure becomes a ``failed`` row."""
         try:
@@ -205,7 +210,8 @@ class SshTarget(Target):
         except TargetError as err:
             return failed_row(err)
 
-    def _profile(self, artifact, sample, cfg, val) -> dict[str, Any]:
+    def _profile(self, artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
+                 val: Optional[tuple[np.ndarray, Optional[np.ndarray]]]) -> dict[str, Any]:
         o = self.opts
         deadline = time.monotonic() + o.timeout_s
         left = lambda: max(deadline - time.monotonic(), 0.1)  # noqa: E731

@@ -25,6 +25,9 @@ from edgeslim.registry import Registry
 class Runner:
     format: ClassVar[str]
     runtime: ClassVar[str]
+    # The kinds of device (cpu, gpu, edge) it runs on: a target runs the formats whose
+    # runner lists the target's kind.
+    kinds: ClassVar[tuple[str, ...]]
 
     def __init__(self, artifact: Artifact, *, threads: Optional[int] = None, **options: Any):
         self.artifact = artifact

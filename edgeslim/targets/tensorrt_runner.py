@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeslim.backends.tensorrt import cuda_device_count, import_tensorrt, logger
 from edgeslim.errors import TargetError
 from edgeslim.targets.runner import RUNNERS, Runner
 
@@ -26,10 +27,9 @@ class TrtRunner(Runner):
 
     format = "tensorrt"
     runtime = "tensorrt"
+    kinds = ("gpu",)
 
     def load_impl(self) -> None:
-        from edgeslim.exporters.tensorrt import _logger, cuda_device_count, import_tensorrt
-
         path = self.artifact.path
         if not path.is_file():
             raise TargetError(f"TensorRT engine file not found: {path}")
@@ -41,7 +41,7 @@ class TrtRunner(Runner):
         self.torch = torch
         self.dev = torch.device("cuda", int(self.options.get("device") or 0))
         torch.cuda.set_device(self.dev)
-        self.trt_runtime = trt.Runtime(_logger(trt))
+        self.trt_runtime = trt.Runtime(logger(trt))
         self.engine = self.trt_runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise TargetError(f"TensorRT {trt.__version__} cannot load engine {path}: it was built for "

@@ -24,6 +24,7 @@ class TorchRunner(Runner):
 
     format = "pytorch"
     runtime = "pytorch"
+    kinds = ("cpu", "gpu")
 
     def load_impl(self) -> None:
         import torch

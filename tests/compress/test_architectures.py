@@ -168,3 +168,59 @@ def test_ignoring_the_hardcoded_layers_makes_it_prunable(datasets):
     assert pruned.conv2[0].out_channels == 32 and pruned.conv1[0].out_channels == 8
     with torch.no_grad():
         assert pruned(torch.randn(3, 3, 32, 32)).shape == (3, 10)
+
+
+def _nonuniform(model: nn.Module) -> nn.Module:
+    """Stand-in for a trained model: in every other conv, 3/4 of the filters are near zero."""
+    with torch.no_grad():
+        for i, conv in enumerate(m for m in model.modules() if isinstance(m, nn.Conv2d)):
+            if i % 2 == 0:
+                conv.weight[: conv.out_channels * 3 // 4].mul_(0.01)
+    return model
+
+
+def _prune_model(model, name, data, method, **cfg):
+    cfg = CompressCfg(method=method, bn_recalibration=False, **cfg)
+    job = CompressJob(model=model, example_inputs=torch.randn(1, 3, 32, 32), data=data, cfg=cfg,
+                      options=cfg.method_options(), spec={"name": name, "num_classes": 10, "kwargs": {}})
+    out = METHODS.get(method).apply(job)
+    return {n: m.weight.shape[0] for n, m in out.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}, job
+
+
+def test_global_scope_differs_from_local_on_a_nonuniform_user_model(datasets):
+    # residual + depthwise + squeeze-excite + concat. Scores are normalized per layer, so
+    # global differs from local only where layers' score distributions differ in shape.
+    name = f"{USER}:mixed_block_net"
+    torch.manual_seed(0)
+    base = _nonuniform(build_model(name, num_classes=10, kwargs={}).eval())
+    local, _ = _prune_model(copy.deepcopy(base), name, datasets[32], "l1", scope="local")
+    glob, job = _prune_model(copy.deepcopy(base), name, datasets[32], "l1", scope="global")
+    assert local != glob and "global_as_local" not in job.notes
+    assert local["stem.0"] == 16 and glob["stem.0"] == 24  # the stem's filters were kept big
+    # layers that differ only in scale look alike after normalization: the report says why
+    torch.manual_seed(0)
+    plain = build_model(name, num_classes=10, kwargs={}).eval()
+    with torch.no_grad():
+        for i, conv in enumerate(m for m in plain.modules() if isinstance(m, nn.Conv2d)):
+            conv.weight.mul_(10.0 ** (i % 3 - 1))
+    same, job = _prune_model(plain, name, datasets[32], "l1", scope="global")
+    assert same == local and "normalized by each layer's mean" in job.notes["global_as_local"]
+
+
+@pytest.mark.parametrize("name", [f"{USER}:grouped_inception_net", "inception_tiny", "resnext_tiny"])
+def test_slimming_threshold_keeps_round_to_channels_per_layer(name, datasets):
+    # Sparse, uneven gammas (as after sparsity training) put the global threshold above every
+    # gamma of some layers; those keep round_to (lcm with their groups) channels, not an error.
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=10, kwargs={}).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for bn in model.modules():
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.weight.copy_(torch.rand(bn.num_features, generator=g) ** 3 * float(torch.rand(1, generator=g)))
+    base = copy.deepcopy(model)
+    widths, _ = _prune_model(model, name, datasets[32], "slimming", ratio=0.7, sparsity_epochs=0)
+    before = {n: m.weight.shape[0] for n, m in base.named_modules() if isinstance(m, nn.Conv2d)}
+    assert sum(widths[n] for n in before) < 0.5 * sum(before.values())
+    for n, w in before.items():
+        assert widths[n] >= min(8, w) and widths[n] % 8 == 0 or widths[n] == w, (n, widths[n])

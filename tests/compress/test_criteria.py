@@ -17,6 +17,7 @@ from edgeslim.compress.report import channels
 from edgeslim.compress.slimming import has_residual_adds
 from edgeslim.data import load_data
 from edgeslim.errors import CompressionError, RecipeError
+from edgeslim.finetune.trainer import LoopTrainer
 from edgeslim.finetune.train import TrainSpec, train
 from edgeslim.models.zoo import create_model
 from edgeslim.recipe import CompressCfg, load_recipe
@@ -48,15 +49,14 @@ def resnet20():
 
 
 def _trainer(data):
-    def run(model, *, epochs=None, loss_fn=None, extra_params=None, from_scratch=False, description="t"):
-        return train(model, data, TrainSpec(epochs or 1, 0.01, batch_size=32), loss_fn=loss_fn)
-    return run
+    return LoopTrainer(data, {"finetune": TrainSpec(1, 0.01, batch_size=32),
+                              "baseline": TrainSpec(1, 0.01, batch_size=32)})
 
 
 def _job(model, data, method, spec=SPEC, example=EXAMPLE, **cfg):
     cfg = CompressCfg(method=method, **{"recalibration_batches": 2, **FAST.get(method, {}), **cfg})
     return CompressJob(model=model, example_inputs=example, data=data, cfg=cfg, options=cfg.method_options(),
-                       spec=spec, batch_size=32, seed=0, train=_trainer(data))
+                       spec=spec, batch_size=32, seed=0, trainer=_trainer(data))
 
 
 def _tiny(in_ch=3):
@@ -286,9 +286,15 @@ def test_bn_recalibrated_after_pruning(method, resnet20, data):
 def test_iterative_steps_finetune_between(resnet20, data):
     widths = []
     job = _job(copy.deepcopy(resnet20), data, "taylor", steps=2)
-    job.finetune = lambda m, epochs: widths.append((m.layer3[2].conv2.out_channels, epochs))
+
+    class Watch(LoopTrainer):  # the real trainer, noting the width it fine-tunes at
+        def fit(self, m, *, schedule="finetune", epochs=None, **kw):
+            widths.append((m.layer3[2].conv2.out_channels, schedule, epochs))
+            return super().fit(m, schedule=schedule, epochs=epochs, **kw)
+
+    job.trainer = Watch(data, {"finetune": TrainSpec(1, 0.01, batch_size=32)})
     pruned = METHODS.get("taylor").apply(job)
-    assert widths == [(48, 1)]  # halfway: 64 -> 48, then one epoch of fine-tuning
+    assert widths == [(48, "finetune", 1)]  # halfway: 64 -> 48, then one epoch of fine-tuning
     one_shot = METHODS.get("taylor").apply(_job(copy.deepcopy(resnet20), data, "taylor"))
     assert channels(pruned) == channels(one_shot)  # same final widths
 

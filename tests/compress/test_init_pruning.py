@@ -12,6 +12,7 @@ from edgeslim.compress import METHODS, CompressJob
 from edgeslim.compress.masks import MaskKeeper, prunable_layers, sparsity_of
 from edgeslim.data import load_data
 from edgeslim.errors import CompressionError
+from edgeslim.finetune.trainer import LoopTrainer
 from edgeslim.finetune.train import TrainSpec, train
 from edgeslim.models.zoo import create_model
 from edgeslim.recipe import CompressCfg
@@ -46,20 +47,28 @@ def trained(data):
     return m
 
 
+class RecordingTrainer(LoopTrainer):
+    """The pipeline's trainer (baseline schedule: 3 epochs), recording each call."""
+
+    def __init__(self, data, calls):
+        super().__init__(data, {"baseline": TrainSpec(3, 0.05, batch_size=32)})
+        self.calls = calls
+
+    def fit(self, model, *, schedule="finetune", epochs=None, after_step=None, **kw):
+        if self.calls is not None:
+            self.calls.append({"epochs": epochs, "schedule": schedule, "after_step": after_step})
+        return super().fit(model, schedule=schedule, epochs=epochs, after_step=after_step, **kw)
+
+
 def _run(method, data, trained, ratio=0.9, calls=None, **opts):
     opts.setdefault("epochs", 0)
     if method == "synflow":
         opts.setdefault("iterations", 10)
     cfg = CompressCfg(method=method, ratio=ratio, scope="global", **opts)
 
-    def train_cb(model, *, epochs=None, from_scratch=False, after_step=None, **_):
-        if calls is not None:
-            calls.append({"epochs": epochs, "from_scratch": from_scratch, "after_step": after_step})
-        return train(model, data, TrainSpec(epochs, 0.05, batch_size=32), after_step=after_step)
-
     job = CompressJob(model=copy.deepcopy(trained), example_inputs=EXAMPLE, data=data, cfg=cfg,
-                      options=cfg.method_options(), spec=SPEC, batch_size=32, train=train_cb,
-                      build_fresh=fresh, train_epochs=3)
+                      options=cfg.method_options(), spec=SPEC, batch_size=32,
+                      trainer=RecordingTrainer(data, calls), build_fresh=fresh)
     return METHODS.get(method).apply(job), job
 
 
@@ -113,7 +122,7 @@ def test_synflow_iterations_matter_and_avoid_layer_collapse(data, trained):
 def test_sparse_network_is_trained_with_masks_kept(data, trained):
     calls = []
     model, job = _run("snip", data, trained, ratio=0.8, calls=calls, epochs=1)
-    assert len(calls) == 1 and calls[0]["epochs"] == 1 and calls[0]["from_scratch"]
+    assert len(calls) == 1 and calls[0]["epochs"] == 1 and calls[0]["schedule"] == "baseline"
     assert isinstance(calls[0]["after_step"], MaskKeeper)
     names = list(prunable_layers(model, num_classes=10))
     assert abs(sparsity_of(model, names) - 0.8) < 0.01  # still sparse after training
@@ -125,11 +134,14 @@ def test_sparse_network_is_trained_with_masks_kept(data, trained):
 def test_epochs_default_to_the_baseline_epochs(data, trained):
     calls = []
     _run("random_init", data, trained, ratio=0.5, calls=calls, epochs=None)
-    assert calls[0]["epochs"] == 3  # train_epochs of the job (= baseline.epochs in the pipeline)
+    assert calls[0]["epochs"] == 3  # the baseline schedule's epochs (= baseline.epochs in the pipeline)
 
 
 def test_needs_a_fresh_network_and_a_trainer(data, trained):
     cfg = CompressCfg(method="snip", ratio=0.5)
     job = CompressJob(model=trained, example_inputs=EXAMPLE, data=data, cfg=cfg, options=None, spec=SPEC)
+    with pytest.raises(CompressionError, match="'snip' trains, but no trainer was given"):
+        METHODS.get("snip").apply(job)
+    job.trainer = RecordingTrainer(data, None)
     with pytest.raises(CompressionError, match="snip prunes a fresh network"):
         METHODS.get("snip").apply(job)

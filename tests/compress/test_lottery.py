@@ -12,6 +12,7 @@ from edgeslim.compress.lottery import ImpOptions, _criterion_scores, keep_schedu
 from edgeslim.compress.masks import MaskKeeper, prunable_layers, sparsity_of
 from edgeslim.data import load_data
 from edgeslim.errors import CompressionError, RecipeError
+from edgeslim.finetune.trainer import LoopTrainer
 from edgeslim.finetune.train import TrainSpec, train
 from edgeslim.models.zoo import create_model
 from edgeslim.recipe import CompressCfg, load_recipe
@@ -40,17 +41,18 @@ def fresh():
     return create_model("plain_cnn", num_classes=10)
 
 
-class Recorder:
-    """The pipeline's train callback (baseline settings), recording each call's starting state."""
+class Recorder(LoopTrainer):
+    """The pipeline's trainer (baseline schedule: 2 epochs), recording each call's starting state."""
 
     def __init__(self, data):
-        self.data, self.calls = data, []
+        super().__init__(data, {"baseline": TrainSpec(2, 0.05, batch_size=BATCH)})
+        self.calls = []
 
-    def __call__(self, model, *, epochs=None, from_scratch=False, after_step=None, start_epoch=0, **_):
-        self.calls.append({"state": copy.deepcopy(model.state_dict()), "epochs": epochs,
+    def fit(self, model, *, schedule="finetune", epochs=None, after_step=None, start_epoch=0, **kw):
+        self.calls.append({"state": copy.deepcopy(model.state_dict()), "epochs": epochs, "schedule": schedule,
                            "start_epoch": start_epoch, "masked": isinstance(after_step, MaskKeeper)})
-        return train(model, self.data, TrainSpec(epochs, 0.05, batch_size=BATCH, start_epoch=start_epoch),
-                     after_step=after_step)
+        return super().fit(model, schedule=schedule, epochs=epochs, after_step=after_step,
+                           start_epoch=start_epoch, **kw)
 
 
 def _imp(data, base=None, ratio=0.5, **opts):
@@ -58,7 +60,7 @@ def _imp(data, base=None, ratio=0.5, **opts):
     rec = Recorder(data)
     job = CompressJob(model=copy.deepcopy(base) if base is not None else fresh(), example_inputs=EXAMPLE,
                       data=data, cfg=cfg, options=cfg.method_options(), spec=SPEC, batch_size=BATCH,
-                      train=rec, build_fresh=fresh, train_epochs=2)
+                      trainer=rec, build_fresh=fresh)
     return METHODS.get("imp").apply(job), job, rec
 
 
@@ -185,5 +187,5 @@ def test_conflicting_round_options_and_missing_callbacks(data):
         load_recipe(None, ["compress.method=imp", "compress.rounds=3", "compress.prune_per_round=0.3"])
     cfg = CompressCfg(method="imp")
     job = CompressJob(model=fresh(), example_inputs=EXAMPLE, data=data, cfg=cfg, options=None, spec=SPEC)
-    with pytest.raises(CompressionError, match="needs CompressJob.train"):
+    with pytest.raises(CompressionError, match="'imp' trains, but no trainer was given"):
         METHODS.get("imp").apply(job)

@@ -258,3 +258,19 @@ def test_densenet_tiny(data):
     with torch.no_grad():
         out = pruned.eval()(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+def test_target_macs_lands_near_the_target_and_records_it(base_resnet20, data):
+    # resnet20 at round_to=8: one uniform ratio removes 27.3 %, 55.0 %, 60.3 % or 70.1 % of
+    # the MACs. 0.6 lands at 60.3 % (it used to be the first step above, whatever its distance);
+    # 0.4 cannot land within 2 points, and the notes say so with both neighbours.
+    pruned, job = _prune(base_resnet20, data, target_macs=0.6)
+    macs0, _ = count_macs_params(base_resnet20, EXAMPLE)
+    removed = 1 - count_macs_params(pruned, EXAMPLE)[0] / macs0
+    assert abs(removed - 0.6) <= 0.02, removed
+    assert job.notes["macs_reduction"] == pytest.approx(removed, abs=1e-4)
+    assert 0.0 < job.notes["ratio_searched"] < 0.95 and "target_macs_missed" not in job.notes
+    assert compression_report(base_resnet20, pruned, EXAMPLE)["macs_reduction"] == pytest.approx(removed, abs=1e-4)
+    _, missed = _prune(base_resnet20, data, target_macs=0.4)
+    assert abs(missed.notes["macs_reduction"] - 0.4) > 0.02
+    assert "27.3%" in missed.notes["target_macs_missed"] and "55.0%" in missed.notes["target_macs_missed"]

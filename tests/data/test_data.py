@@ -200,6 +200,29 @@ def test_imagefolder_corrupt_image(tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_imagefolder_every_corrupt_image_is_named_in_one_error(tmp_path):
+    root = make_folder(tmp_path / "c")
+    for rel in ["blue/a.png", "green/b.jpg", "red/c.png"]:
+        (root / rel).write_bytes(b"not an image at all")
+    with pytest.raises(DataError) as info:
+        load_data(f"imagefolder:{root}", input_size=32, num_classes=3)
+    msg = str(info.value)
+    assert msg.startswith(f"cannot read 3 images in {root}: ")
+    assert all(name in msg for name in ["blue/a.png", "green/b.jpg", "red/c.png"])
+    assert "\n" not in msg
+
+
+def test_imagefolder_many_corrupt_images_are_counted_past_ten(tmp_path):
+    root = make_folder(tmp_path / "c")
+    for i in range(13):
+        (root / "red" / f"bad{i:02d}.png").write_bytes(b"broken")
+    with pytest.raises(DataError) as info:
+        load_data(f"imagefolder:{root}", input_size=32, num_classes=3)
+    msg = str(info.value)
+    assert msg.startswith(f"cannot read 13 images in {root}: ")
+    assert "bad09.png" in msg and "bad10.png" not in msg and msg.endswith("; and 3 more")
+
+
 def test_imagefolder_single_class(tmp_path):
     root = make_folder(tmp_path / "c", colours={"red": (255, 0, 0)})
     with pytest.raises(DataError, match=r"only 1 class \('red'\)"):

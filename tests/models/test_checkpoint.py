@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from edgeslim.errors import ModelError
 from edgeslim.models.checkpoint import STRUCTURE, WEIGHTS, load_model, save_model
-from edgeslim.models.loading import build_model, load_weights, read_state_dict
+from edgeslim.models.loading import build_model, load_weights, output_classes, read_state_dict
 from edgeslim.models.zoo import create_model
 
 SPEC = {"name": "resnet20", "num_classes": 10, "kwargs": {}}
@@ -331,3 +331,95 @@ def test_build_model_zoo_name_and_callable():
     assert m.fc.out_features == 7
     m2 = build_model("edgeslim.models.resnet_cifar:resnet20", num_classes=5)
     assert isinstance(m2, nn.Module) and m2.fc.out_features == 5
+
+
+# --- issue 19: a user's own model, and errors that say what to do ----------------------
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    """``mynets19.py`` in a fresh current folder, as a user keeps it next to the recipe;
+    sys.path and sys.modules are restored afterwards."""
+    import sys
+
+    (tmp_path / "mynets19.py").write_text(
+        "import torch.nn as nn\n\n"
+        "def build_net(num_classes=10):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, num_classes))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "mynets19", raising=False)
+    return tmp_path
+
+
+def test_user_module_in_the_current_folder_imports_without_python_m(user_module):
+    # sys.path holds neither "" nor the folder: how the `edgeslim` console script starts
+    model = build_model("mynets19:build_net", num_classes=7)
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
+
+
+def test_missing_user_module_says_where_it_looked(user_module):
+    with pytest.raises(ModelError) as err:
+        build_model("mynetz19:build_net", num_classes=10)
+    msg = str(err.value)
+    assert "No module named 'mynetz19'" in msg
+    assert str(user_module) in msg and "mynetz19.py" in msg
+
+
+def test_misspelt_callable_suggests_the_nearest_name(user_module):
+    with pytest.raises(ModelError) as err:
+        build_model("mynets19:build_nett", num_classes=10)
+    msg = str(err.value)
+    assert "'build_nett' not found in model module 'mynets19'" in msg
+    assert "did you mean 'build_net'?" in msg and "not a callable" not in msg
+
+
+def test_model_returning_an_image_names_the_shape_and_the_expected_one():
+    model = build_model("torch.nn:Identity", num_classes=10)
+    with pytest.raises(ModelError) as err:
+        output_classes(model, 32, 10)
+    assert str(err.value) == ("the model must return logits of shape (N, 10); for a batch of 1 32x32 "
+                              "image it returned shape (1, 3, 32, 32)")
+
+
+def test_onnx_file_as_weights_is_named_as_onnx(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(ModelError) as err:
+        read_state_dict(path)
+    msg = str(err.value)
+    assert "ONNX model" in msg and "torch.save(model.state_dict()" in msg
+    assert "operand" not in msg and "refused" not in msg
+    # the same bytes under another name are still not taken for a pickle
+    renamed = tmp_path / "model.pt"
+    renamed.write_bytes(path.read_bytes())
+    with pytest.raises(ModelError, match="ONNX model"):
+        read_state_dict(renamed)
+
+
+def test_whole_model_checkpoint_hints_to_save_the_state_dict(tmp_path):
+    path = tmp_path / "whole.pt"
+    torch.save(create_model("resnet20", num_classes=10), path)
+    with pytest.raises(ModelError) as err:
+        read_state_dict(path)
+    msg = str(err.value)
+    assert "refused" in msg and "CifarResNet" in msg
+    assert "save the weights with torch.save(model.state_dict(), path)" in msg
+    assert "weights_only" not in msg and "add_safe_globals" not in msg
+
+
+def test_torchscript_archive_is_refused_without_weights_only_false_advice(tmp_path):
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(nn.Linear(2, 2)), str(path))
+    with pytest.raises(ModelError) as err:
+        read_state_dict(path)
+    msg = str(err.value)
+    assert "TorchScript" in msg and "state_dict()" in msg
+    assert "weights_only" not in msg and "trusted source" not in msg

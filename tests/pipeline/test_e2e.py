@@ -1,6 +1,5 @@
 """The default recipe end to end, shrunk to seconds: every artifact real, measured, smaller."""
 
-from pathlib import Path
 
 import onnxruntime as ort
 import pytest

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from edgeslim.errors import RunDirError
-from edgeslim.pipeline.lock import LOCK, RunLock
+from edgeslim.pipeline.context import NullReporter
+from edgeslim.pipeline.lock import LOCK, RunLock, recipe_change
+from edgeslim.pipeline.run import run_recipe
+from edgeslim.recipe import dump_recipe, load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--set", "data.limit_train=256", "--set", "data.limit_val=32", "--set", "baseline.epochs=3",
@@ -47,6 +50,49 @@ def test_wait_blocks_until_the_holder_releases(tmp_path):
     with RunLock(tmp_path, wait=True, poll=0.05):
         waited = time.perf_counter() - t0
     assert 0.4 < waited < 5
+
+
+def test_wait_says_once_for_which_process_and_lock_it_waits(tmp_path):
+    first = RunLock(tmp_path)
+    first.acquire()
+    threading.Timer(0.3, first.release).start()
+    heard = []
+    with RunLock(tmp_path, wait=True, poll=0.02, log=heard.append):
+        pass
+    assert len(heard) == 1, heard  # one line, not one per poll
+    assert f"waiting for pid {os.getpid()}" in heard[0] and str(tmp_path / LOCK) in heard[0]
+
+
+def test_recipe_change_names_the_sections_that_differ(tmp_path):
+    base = dump_recipe(load_recipe(None))
+    assert recipe_change(tmp_path, base) is None  # nothing ran here yet
+    (tmp_path / "recipe.yaml").write_text(base)
+    assert recipe_change(tmp_path, base) is None
+    other = dump_recipe(load_recipe(None, ["finetune.lr=0.2", "compress.ratio=0.3"]))
+    note = recipe_change(tmp_path, other)
+    assert "changed: compress, finetune)" in note and "redone" in note and str(tmp_path) in note
+
+
+class _Heard(NullReporter):
+    def __init__(self):
+        self.lines = []
+
+    def log(self, message):
+        self.lines.append(message)
+
+
+def test_a_run_into_a_directory_of_another_recipe_says_what_changed(tmp_path):
+    quick = ["model.input_size=16", "data.limit_train=64", "data.limit_val=16", "baseline.epochs=1",
+             "finetune.epochs=1", "export.include_baseline=false", "quantize.precisions=[fp32]",
+             "profile.accuracy=false", "profile.min_seconds=0", "profile.max_seconds=0.05",
+             "profile.min_iterations=2", "profile.warmup=1", "profile.warmup_seconds=0"]
+    first = _Heard()
+    run_recipe(load_recipe(None, quick), tmp_path, reporter=first)
+    assert not [line for line in first.lines if "another recipe" in line]
+    again = _Heard()
+    run_recipe(load_recipe(None, quick + ["profile.warmup=2"]), tmp_path, reporter=again)
+    notes = [line for line in again.lines if "another recipe" in line]
+    assert len(notes) == 1 and "(changed: profile)" in notes[0], again.lines
 
 
 def test_unreadable_lock_from_a_crash_mid_write_is_taken_over_when_old(tmp_path):

@@ -1,6 +1,5 @@
 """Storage faults: a full disk and a read-only run directory give one clear error and no done.json."""
 
-import os
 import resource
 import subprocess
 import sys

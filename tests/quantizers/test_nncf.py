@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from edgeslim.data import load_data
 from edgeslim.errors import DataError, EdgeslimError, QuantizeError
 from edgeslim.exporters import EXPORTERS
 from edgeslim.models.zoo import create_model
-from edgeslim.pipeline import stages
+from edgeslim.pipeline.stage import StageResult
+from edgeslim.pipeline.stages import QuantizeStage
 from edgeslim.pipeline.context import Context
 from edgeslim.quantizers import QUANTIZERS
 from edgeslim.quantizers.base import validate_against_parent
@@ -127,20 +127,34 @@ def test_fp16_and_bf16_artifacts(ir, calib, tmp_path):
     assert validate_against_parent(bf16, ir, calib)["cosine"] >= 0.99
 
 
+def _quantize_stage(ir, recipe, workdir):
+    """The pipeline's quantize stage on ``ir``, with the recipe's slice."""
+    stage = QuantizeStage()
+    cfg = stage.slice(recipe, cell=_cell("int8"))
+    parent = StageResult("30-export/baseline-openvino", ir.path.parent, "k",
+                         {"artifact": ir.to_json(ir.path.parent)}, "h", True, 0.0)
+    return stage.run(workdir, {"parent": parent}, cfg, Context(run_dir=workdir))
+
+
+def _cell(precision):
+    from edgeslim.pipeline.matrix import Cell, Variant
+
+    return Cell(Variant("baseline", "none", "00-baseline"), "openvino", precision)
+
+
 def test_calibration_set_smaller_than_asked(ir, tmp_path):
-    recipe = load_recipe(None, ["data.calibration_samples=64", "data.limit_train=20"])
-    data = load_data("digits", input_size=32, num_classes=10, limit_train=20, limit_val=8)
+    recipe = load_recipe(None, ["data.calibration_samples=64", "data.limit_train=20", "data.limit_val=8"])
     with pytest.raises(DataError) as e:
-        stages.quantize(tmp_path, ir, "int8", recipe, data, Context(run_dir=tmp_path))
+        _quantize_stage(ir, recipe, tmp_path)
     msg = str(e.value)
     assert "only 20 training samples" in msg and "64" in msg and "data.calibration_samples" in msg
     assert isinstance(e.value, EdgeslimError) and e.value.exit_code == 2
 
 
 def test_quantize_stage_passes_the_val_split_for_accuracy_control(ir, tmp_path):
-    recipe = load_recipe(None, ["data.calibration_samples=8", "quantize.max_accuracy_drop=5"])
-    data = load_data("digits", input_size=32, num_classes=10, limit_train=16, limit_val=12)
-    out = stages.quantize(tmp_path, ir, "int8", recipe, data, Context(run_dir=tmp_path))
+    recipe = load_recipe(None, ["data.calibration_samples=8", "quantize.max_accuracy_drop=5",
+                                "data.limit_train=16", "data.limit_val=12"])
+    out = _quantize_stage(ir, recipe, tmp_path)
     info = out["artifact"]["info"]
     assert info["quantizer"] == "nncf.quantize_with_accuracy_control"
     assert info["accuracy_control"]["validation"] == "val split, 12 labelled images"

@@ -68,3 +68,9 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     r = run("release", "--out", str(tmp_path / "none"), "--dist", str(tmp_path / "d"))
     assert r.returncode == 2 and "no plan in" in r.stderr and "edgeslim plan" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "d").exists()
+
+
+def test_kinds_are_what_the_targets_declare():
+    r = load_recipe(None, ["targets=[cpu, gpu, 'ssh://pi@10.0.0.7', {name: 'ssh://u@box', kind: gpu}]"])
+    _, c = resolve_constraints(r)
+    assert c.kinds == {"cpu": "cpu", "gpu": "gpu", "ssh://pi@10.0.0.7": "edge", "ssh://u@box": "gpu"}

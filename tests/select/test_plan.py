@@ -7,10 +7,12 @@ import sys
 
 import pytest
 
+from edgeslim.data import load_data
 from edgeslim.errors import RunDirError
 from edgeslim.io import read_json, sha256_file
+from edgeslim.report.plan_report import write_plan
 from edgeslim.select.plan import plan_inputs, plan_recipe
-from edgeslim.select.release import GateError, release
+from edgeslim.select.release import GateError, constraints_stated, release, stale_plan, with_plan_constraints
 
 QUICK = ["data.limit_train=192", "data.limit_val=64", "data.calibration_samples=32",
          "baseline.epochs=1", "finetune.epochs=1", "profile.max_seconds=0.2",
@@ -27,12 +29,20 @@ def planned(tmp_path_factory):
     out = tmp_path_factory.mktemp("plan")
     recipe, _ = plan_inputs(None, QUICK, **OPTIONS)
     first = plan_recipe(recipe, out)
+    planned_only = sorted(p.name for p in out.iterdir())
+    write_plan(first)
     second = plan_recipe(recipe, out)
-    return recipe, out, first, second
+    write_plan(second)
+    return recipe, out, first, second, planned_only
+
+
+def test_planning_writes_only_the_candidates_runs(planned):
+    *_, planned_only = planned
+    assert planned_only == ["candidates"]  # results.json, plan.json and the reports are write_plan's
 
 
 def test_candidates_ran_and_every_row_is_measured(planned):
-    _, out, first, _ = planned
+    _, out, first, _, _ = planned
     assert [c.name for c in first.candidates] == ["ptq", "l1-50-kd", "l1-70-kd"]
     rows = read_json(out / "results.json")
     assert sorted(r["label"] for r in rows) == sorted(
@@ -48,7 +58,7 @@ def test_candidates_ran_and_every_row_is_measured(planned):
 
 
 def test_exactly_one_chosen_row_with_a_rationale(planned):
-    _, out, first, _ = planned
+    _, out, first, _, _ = planned
     rows = read_json(out / "results.json")
     chosen = [r for r in rows if r.get("chosen")]
     assert len(chosen) == 1 and chosen[0]["target"] == "cpu"
@@ -66,7 +76,7 @@ def test_exactly_one_chosen_row_with_a_rationale(planned):
 
 
 def test_pareto_png_and_html_report(planned):
-    _, out, _, _ = planned
+    _, out, _, _, _ = planned
     png = out / "pareto-cpu.png"
     data = png.read_bytes()
     assert data.startswith(PNG) and len(data) > 5000
@@ -82,7 +92,7 @@ def test_pareto_png_and_html_report(planned):
 
 
 def test_rerun_is_fully_cached_and_fast(planned):
-    _, out, first, second = planned
+    _, out, first, second, _ = planned
     assert second.all_cached and not first.all_cached
     assert len(second.stages) == len(first.stages)
     assert second.seconds < first.seconds
@@ -91,7 +101,7 @@ def test_rerun_is_fully_cached_and_fast(planned):
 
 
 def test_release_writes_manifests_whose_hashes_match(planned, tmp_path):
-    recipe, out, _, _ = planned
+    recipe, out, _, _, _ = planned
     rel = release(recipe, out, tmp_path / "dist")
     m = read_json(rel.manifests["cpu"])
     folder = tmp_path / "dist" / "default" / "cpu"
@@ -113,14 +123,16 @@ def test_release_writes_manifests_whose_hashes_match(planned, tmp_path):
 
 
 def test_a_failed_gate_releases_nothing(planned, tmp_path):
-    recipe, out, _, _ = planned
+    recipe, out, _, _, _ = planned
     other = tmp_path / "plan"
     shutil.copytree(out, other, copy_function=shutil.copy)  # a copy: the fixture's plan stays intact
     tight, _ = plan_inputs(None, QUICK, **{**OPTIONS, "max_bytes": 1000})
     with pytest.raises(RunDirError, match="was made for a different recipe"):
         release(tight, other, tmp_path / "dist")
-    with pytest.raises(GateError) as e:  # --run: re-plan (every stage cached), nothing fits 1000 bytes
-        release(tight, other, tmp_path / "dist", run=True)
+    assert "differs at constraints.max_bytes" in stale_plan(other, tight) and stale_plan(other, recipe) is None
+    write_plan(plan_recipe(tight, other))  # what --run does: re-plan (every stage cached)
+    with pytest.raises(GateError) as e:  # nothing fits 1000 bytes
+        release(tight, other, tmp_path / "dist")
     assert e.value.exit_code == 1 and "release gate failed" in str(e.value)
     assert "closest" in str(e.value) and "misses max_bytes" in str(e.value)
     assert not (tmp_path / "dist").exists()
@@ -130,7 +142,7 @@ def test_a_failed_gate_releases_nothing(planned, tmp_path):
 
 
 def test_cli_plan_release_and_gate_exit_codes(planned, tmp_path):
-    recipe, out, _, _ = planned
+    recipe, out, _, _, _ = planned
     other = tmp_path / "plan"
     shutil.copytree(out, other, copy_function=shutil.copy)
     args = [a for kv in QUICK for a in ("--set", kv)] + ["--target", "cpu", "--max-bytes", "200000",
@@ -141,6 +153,10 @@ def test_cli_plan_release_and_gate_exit_codes(planned, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "★" in r.stdout and "every stage cached" in r.stdout and "wins on cpu" in r.stdout
     tight = args[:-6] + ["--max-bytes", "1000", "--max-accuracy-drop", "100", "--retrain", "short"]
+    r = edgeslim("release", "--run", "--out", str(other), "--dist", str(tmp_path / "d"), *tight)
+    assert r.returncode == 1 and "release gate failed" in r.stderr.strip().splitlines()[-1]
+    plan = read_json(other / "plan.json")  # --run planned for the tight recipe first, and wrote its files
+    assert plan["recipe"]["constraints"]["max_bytes"] == 1000 and plan["all_cached"] is True
     r = edgeslim("plan", "--out", str(other), *tight)  # every stage cached; nothing fits 1000 bytes
     assert r.returncode == 1 and "nothing meets every constraint on cpu" in r.stdout.replace("\n", " ")
     r = edgeslim("release", "--out", str(other), "--dist", str(tmp_path / "d"), *tight)
@@ -152,11 +168,46 @@ def test_cli_plan_release_and_gate_exit_codes(planned, tmp_path):
 def test_same_recipe_and_seed_give_the_same_artifact_hashes(planned, tmp_path):
     """A second plan from scratch, in another directory, then both released: every artifact
     file is byte-identical (CPU training with a fixed seed and thread count is deterministic)."""
-    recipe, out, _, _ = planned
-    plan_recipe(recipe, tmp_path / "again")
+    recipe, out, _, _, _ = planned
+    write_plan(plan_recipe(recipe, tmp_path / "again"))
     a = release(recipe, out, tmp_path / "dist-a")
     b = release(recipe, tmp_path / "again", tmp_path / "dist-b")
     assert read_json(a.manifests["cpu"])["files"] == read_json(b.manifests["cpu"])["files"]
     rows_a = {(r["label"], r["target"]): r["sha256"] for r in read_json(out / "results.json")}
     rows_b = {(r["label"], r["target"]): r["sha256"] for r in read_json(tmp_path / "again" / "results.json")}
     assert rows_a == rows_b
+
+
+def test_release_takes_the_plans_own_constraints_and_targets(planned, tmp_path):
+    """``edgeslim plan R --max-bytes ...`` then ``edgeslim release R``: the release needs no
+    constraint options again; only a changed recipe (here the seed) is refused."""
+    recipe, out, _, _, _ = planned
+    plain, _ = plan_inputs(None, QUICK)  # what `release` without constraint options resolves
+    assert "differs at constraints" in stale_plan(out, plain)
+    mine = with_plan_constraints(plain, out)
+    assert stale_plan(out, mine) is None and mine.constraints.max_bytes == 200_000
+    assert [t.name for t in mine.targets] == ["cpu"]
+    m = read_json(release(mine, out, tmp_path / "dist").manifests["cpu"])
+    assert m["plan_recipe"]["constraints"]["max_bytes"] == 200_000
+    changed = with_plan_constraints(plan_inputs(None, QUICK + ["seed=1"])[0], out)
+    with pytest.raises(RunDirError, match=r"different recipe \(differs at seed\)"):
+        release(changed, out, tmp_path / "dist-changed")
+    assert not constraints_stated(QUICK, None, [], None)
+    assert constraints_stated(["constraints.max_bytes=5"]) and constraints_stated([], None, 5)
+    r = subprocess.run([sys.executable, "-m", "edgeslim", "release", "--out", str(out), "--dist",
+                        str(tmp_path / "cli"), *[a for kv in QUICK for a in ("--set", kv)]],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert read_json(tmp_path / "cli" / "default" / "cpu" / "manifest.json")["files"] == m["files"]
+
+
+def test_the_manifest_names_the_classes_and_the_preprocessing(planned, tmp_path):
+    recipe, out, _, _, _ = planned
+    m = read_json(release(recipe, out, tmp_path / "dist").manifests["cpu"])
+    assert m["classes"] == [str(i) for i in range(10)]  # digits: class i is the digit i
+    pre = m["preprocessing"]
+    data = load_data("digits", input_size=32, num_classes=10, seed=0, val_fraction=0.2)
+    assert pre["input_size"] == 32 and pre["input_shape"] == [1, 3, 32, 32]
+    assert pre["layout"] == "NCHW" and pre["dtype"] == "float32" and pre["scale"] == 1 / 16
+    assert pre["mean"] == [data.train.mean] * 3 and pre["std"] == [data.train.std] * 3
+    assert "bilinear" in pre["resize"] and "grayscale" in pre["channel_order"]

@@ -6,7 +6,7 @@ from edgeslim.compress import METHODS
 from edgeslim.exporters import EXPORTERS
 from edgeslim.select import prior
 from edgeslim.select.plan import candidate_recipe, plan_inputs
-from edgeslim.select.prior import propose, trains
+from edgeslim.select.prior import candidate_notes, propose, trains
 
 SETS = {
     "tight-latency": dict(latency_ms=["1.5"]),
@@ -97,9 +97,8 @@ def test_every_candidate_is_a_valid_recipe(opts):
 @pytest.mark.parametrize("isa, aligned", [(["avx2"], []),
                                           (["avx2", "avx512f", "avx512_vnni"], ["l1-50-a16", "latency-50"])])
 def test_an_avx512_host_adds_a_candidate_aligned_to_its_channel_block(monkeypatch, isa, aligned):
-    from edgeslim.targets import base
-
-    monkeypatch.setattr(base, "cpu_info", lambda: {"cpu": "test", "isa": isa, "machine": "x86_64"})
+    # the prior reads this host's ISA through the name it imported
+    monkeypatch.setattr(prior, "cpu_info", lambda: {"cpu": "test", "isa": isa, "machine": "x86_64"})
     recipe, cands = proposals(targets=("cpu",), **SETS["tight-latency"])
     assert [c.name for c in cands if c.delta.get("compress.round_to")] == aligned
     for c in cands:
@@ -111,3 +110,44 @@ def test_an_avx512_host_adds_a_candidate_aligned_to_its_channel_block(monkeypatc
     by_name = {c.name: candidate_recipe(recipe, c) for c in cands}
     assert by_name["latency-50"].compress.round_to == (16 if aligned else 8)  # the recipe's default otherwise
     assert ("l1-50-a16" in by_name) == bool(aligned) and by_name["l1-50"].compress.round_to == 8
+
+
+def test_a_size_budget_without_a_latency_budget_says_why_only_distilled_candidates_are_proposed():
+    recipe, c = plan_inputs(None, [], targets=["cpu", "edge"], retrain="short", max_bytes=150_000)
+    assert [x.rule for x in propose(recipe, c)] == ["post-training", "edge-size", "edge-size"]
+    (note,) = candidate_notes(recipe, c)
+    assert note.startswith("max_bytes is set and cpu has no latency budget, so cpu is treated as size-bound")
+    assert "`--latency-ms cpu=MS` would also propose l1-30, l1-50, l1-70" in note and "(cpu-latency)" in note
+    assert note.endswith("`--retrain full` would not (it sets fine-tune epochs, not which rules apply)")
+    # the hint is true: under that budget the prior does propose them, and keeps the distilled ones
+    _, wider = plan_inputs(None, [], targets=["cpu", "edge"], retrain="short", max_bytes=150_000,
+                           latency_ms=["cpu=2"])
+    names = [x.name for x in propose(recipe, wider)]
+    assert {"l1-30", "l1-50", "l1-70", "latency-50", "l1-50-kd", "l1-70-kd"} <= set(names)
+
+
+@pytest.mark.parametrize("opts, hint", [
+    (dict(retrain="none"), "`--retrain short` would propose l1-30, l1-50, l1-70"),
+    (dict(targets=("gpu",)), "`--max-bytes BYTES` would also propose l1-50-kd, l1-70-kd (edge-size)"),
+])
+def test_a_family_left_out_by_a_constraint_is_named_with_the_option_that_brings_it_in(opts, hint):
+    opts = {"targets": ("cpu", "edge"), **opts}
+    recipe, c = plan_inputs(None, [], targets=list(opts.pop("targets")), **opts)
+    notes = candidate_notes(recipe, c)
+    assert len(notes) == 1 and hint in notes[0], notes
+
+
+def test_a_broad_candidate_set_has_no_notes():
+    recipe, c = plan_inputs(None, [], targets=["cpu", "edge"])
+    assert {x.rule for x in propose(recipe, c)} == {"post-training", "cpu-latency", "edge-size"}
+    assert candidate_notes(recipe, c) == []
+
+
+def test_no_function_of_the_prior_exceeds_sixty_lines():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(prior))
+    long = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60}
+    assert long == {}

@@ -7,11 +7,11 @@ import shutil
 import pytest
 
 from edgeslim.artifacts import Artifact
-from edgeslim.data import load_data
 from edgeslim.errors import TargetError
-from edgeslim.exporters.tensorrt import cuda_device_count
+from edgeslim.backends.tensorrt import cuda_device_count
 from edgeslim.pipeline.context import Context
-from edgeslim.pipeline.profile import profile_stage
+from edgeslim.pipeline.matrix import Cell, Skipped, Variant
+from edgeslim.pipeline.stages import ProfileInputs, ProfileStage
 from edgeslim.pipeline.stage import StageResult
 from edgeslim.recipe import TargetCfg, load_recipe
 from edgeslim.targets import TARGETS, parse_target
@@ -68,16 +68,16 @@ def test_profile_stage_gives_skipped_rows_not_a_crash(tiny_artifact, tmp_path):
     art_dir = run_dir / "30-export" / "baseline-onnx"
     shutil.copytree(tiny_artifact.path.parent, art_dir)
     art = Artifact(art_dir / "model.onnx", "onnx", "fp32", "baseline", "none")
-    recipe = load_recipe(None, ["targets=[gpu]", "model.input_size=16"])
-    data = load_data("synthetic", input_size=16, num_classes=10, limit_train=4, limit_val=4)
+    recipe = load_recipe(None, ["targets=[gpu]", "model.input_size=16", "data.name=synthetic",
+                                "data.limit_train=4", "data.limit_val=4"])
     comp = StageResult("10-compress", run_dir, "k", {"params_before": 1, "params_after": 1,
                                                      "macs_before": 1, "macs_after": 1}, "h", True, 0.0)
     base = StageResult("00-baseline", run_dir, "k", {"accuracy": None}, "h", True, 0.0)
-    skipped = [{"variant": "baseline", "method": "none", "format": "tensorrt", "precision": "fp32",
-                "reason": "tensorrt is not installed"}]
+    skipped = [Skipped(Cell(Variant("baseline", "none", "00-baseline"), "tensorrt", "fp32"),
+                       "tensorrt is not installed")]
     (run_dir / "50-profile").mkdir()
-    profile_stage(run_dir / "50-profile", [(art, base)], skipped, base, comp, comp, recipe, data,
-                  Context(run_dir=run_dir))
+    ProfileStage().run(run_dir / "50-profile", ProfileInputs([(art, base)], skipped, base, comp),
+                       ProfileStage().slice(recipe), Context(run_dir=run_dir))
     import json
 
     rows = json.loads((run_dir / "50-profile" / "results.json").read_text())

@@ -205,10 +205,9 @@ def test_timeout_is_enforced(sshd, tiny_artifact, tiny_val):
 
 def test_profile_stage_rows_for_cpu_edge_ssh_and_a_dead_host(sshd, tiny_artifact, tmp_path):
     """Through the pipeline's profile stage: a dead host fails its rows, the others finish."""
-    from edgeslim.data import load_data
     from edgeslim.io import read_json
     from edgeslim.pipeline.context import Context
-    from edgeslim.pipeline.profile import profile_stage
+    from edgeslim.pipeline.stages import ProfileInputs, ProfileStage
     from edgeslim.pipeline.stage import StageResult
     from edgeslim.recipe import load_recipe
     from tests.targets.conftest import write_tiny_classifier
@@ -216,17 +215,17 @@ def test_profile_stage_rows_for_cpu_edge_ssh_and_a_dead_host(sshd, tiny_artifact
     run = tmp_path / "run"
     art = write_tiny_classifier(run / "30-export" / "baseline-onnx" / "model.onnx")
     recipe = load_recipe(None, ["profile.warmup=1", "profile.warmup_seconds=0", "profile.min_iterations=5",
-                                "profile.max_seconds=0.1"])
+                                "profile.max_seconds=0.1", "data.name=synthetic", "model.input_size=16",
+                                "data.limit_train=8", "data.limit_val=4"])
     live = f"ssh://{sshd['user']}@127.0.0.1:{sshd['port']}?python={sys.executable}"
     dead = f"ssh://{sshd['user']}@127.0.0.1:{_free_port()}"
     recipe.targets = [TargetCfg(name="cpu"), TargetCfg(name="edge"), TargetCfg(name=live, **sshd["common"]),
                       TargetCfg(name=dead, **sshd["common"])]
-    data = load_data("synthetic", input_size=16, num_classes=10, seed=0, limit_train=8, limit_val=4)
     stage = lambda outputs: StageResult("s", run, "k", outputs, "h", False, 0.0)  # noqa: E731
     comp = stage({"params_before": 10, "params_after": 10, "macs_before": 10, "macs_after": 10})
     (run / "50-profile").mkdir(parents=True)
-    profile_stage(run / "50-profile", [(art, stage({}))], [], stage({}), comp, stage({}), recipe, data,
-                  Context(run_dir=run))
+    ProfileStage().run(run / "50-profile", ProfileInputs([(art, stage({}))], [], stage({}), comp),
+                       ProfileStage().slice(recipe), Context(run_dir=run))
     rows = {r["target"]: r for r in read_json(run / "50-profile" / "results.json")}
     assert sorted(rows) == sorted(["cpu", "edge", live, dead])
     for name, device in (("cpu", "cpu"), ("edge", "edge"), (live, str(parse_ssh_url(live)))):

@@ -1,0 +1,18 @@
+"""The ``data`` section: the dataset, batch size, splits and calibration samples."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import Field
+
+from edgeslim.config import StrictModel
+
+
+class DataCfg(StrictModel):
+    name: str = "digits"  # digits | synthetic | imagefolder:PATH
+    batch_size: int = Field(64, gt=0)
+    calibration_samples: int = Field(256, gt=0)  # drawn from the training split only
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    limit_train: Optional[int] = Field(None, gt=0)  # first K training samples (quick runs)
+    limit_val: Optional[int] = Field(None, gt=0)

@@ -1,0 +1,57 @@
+"""``00-baseline``: the reference model — the given weights, or trained on the recipe's data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from edgeslim.finetune.config import BaselineCfg
+from edgeslim.finetune.train import TrainSpec, evaluate, train
+from edgeslim.io import sha256_file, write_json
+from edgeslim.models.checkpoint import save_model
+from edgeslim.models.loading import build_model, check_finite, load_weights
+from edgeslim.pipeline.context import Context
+from edgeslim.pipeline.stage import StageResult
+from edgeslim.pipeline.stages.base import DataSlice, ModelSpec, Slice, Stage
+from edgeslim.recipe import Recipe
+
+
+class BaselineSlice(Slice):
+    model: ModelSpec
+    data: DataSlice
+    weights: Optional[str] = None  # the path as given (for loading)
+    weights_sha256: Optional[str] = None  # what the key really depends on
+    train: Optional[BaselineCfg] = None  # only when there are no weights to load
+
+
+class BaselineStage(Stage[BaselineSlice]):
+    folder = "00-baseline"
+
+    def slice(self, recipe: Recipe, **where: Any) -> BaselineSlice:
+        w = recipe.model.weights
+        return BaselineSlice(model=ModelSpec.of(recipe), data=DataSlice.of(recipe), weights=w,
+                             weights_sha256=sha256_file(w) if w and Path(w).is_file() else None,
+                             train=None if w else recipe.baseline)
+
+    def run(self, workdir: Path, inputs: dict[str, StageResult], cfg: BaselineSlice,
+            ctx: Context) -> dict[str, Any]:
+        data = cfg.data.load(ctx)
+        torch.manual_seed(cfg.data.seed)
+        spec = cfg.model.as_dict()
+        model = build_model(spec["name"], num_classes=spec["num_classes"], kwargs=spec["kwargs"])
+        history: list[dict] = []
+        if cfg.weights:
+            load_weights(model, cfg.weights)
+            source = "weights"
+        else:
+            history = train(model, data, TrainSpec.of(cfg.train, batch_size=cfg.data.data.batch_size,
+                                                      seed=cfg.data.seed),
+                            reporter=ctx.reporter, description="baseline")
+            source = "trained"
+        check_finite(model, "baseline model")
+        acc = evaluate(model, cfg.data.val_loader(data))
+        save_model(model, workdir, spec)
+        write_json(workdir / "history.json", history)
+        return {"source": source, "accuracy": acc, "epochs": len(history)}

@@ -1,0 +1,56 @@
+"""``40-quantize/<variant>-<format>-<precision>``: one artifact from its FP32 parent,
+checked against it in their runtimes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeslim.artifacts import Artifact
+from edgeslim.io import write_json
+from edgeslim.pipeline.context import Context
+from edgeslim.pipeline.matrix import Cell
+from edgeslim.pipeline.stage import StageResult
+from edgeslim.pipeline.stages.base import DataSlice, Slice, Stage
+from edgeslim.pipeline.stages.export import parity_inputs
+from edgeslim.quantizers import QUANTIZERS
+from edgeslim.quantizers.base import validate_against_parent
+from edgeslim.quantizers.config import QuantizeCfg
+from edgeslim.recipe import Recipe
+
+
+class QuantizeSlice(Slice):
+    data: DataSlice  # calibration images, the labelled val split, parity inputs
+    quantize: QuantizeCfg  # without the run-level list of precisions
+    precision: str
+    parity_samples: int
+
+
+class QuantizeStage(Stage[QuantizeSlice]):
+    folder = "40-quantize"
+    upstream = ("30-export",)
+
+    def slice(self, recipe: Recipe, *, cell: Cell, **where: Any) -> QuantizeSlice:
+        q = recipe.quantize.model_copy(update={"precisions": [cell.precision]})
+        return QuantizeSlice(data=DataSlice.of(recipe), quantize=q, precision=cell.precision,
+                             parity_samples=recipe.export.parity.samples)
+
+    def run(self, workdir: Path, inputs: dict[str, StageResult], cfg: QuantizeSlice,
+            ctx: Context) -> dict[str, Any]:
+        exp = inputs["parent"]
+        parent = Artifact.from_json(exp.outputs["artifact"], exp.dir)
+        quantizer = QUANTIZERS.get(f"{parent.format}-{cfg.precision}")
+        ok, why = quantizer.available()
+        if not ok:
+            return {"skipped": why}
+        data = cfg.data.load(ctx)
+        calib = data.calibration(cfg.data.data.calibration_samples, seed=cfg.data.seed) \
+            if quantizer.needs_calibration else None
+        # accuracy-controlled quantizers get the labelled val split (y is None when unlabelled)
+        extra = {"val": data.val_arrays()} \
+            if quantizer.uses_validation and cfg.quantize.max_accuracy_drop is not None else {}
+        with ctx.reporter.task(f"quantize {parent.variant} {parent.format} → {cfg.precision}"):
+            art = quantizer.quantize(parent, calib, workdir, cfg=cfg.quantize, **extra)
+            art.info["parity"] = validate_against_parent(art, parent, parity_inputs(data, cfg.parity_samples))
+        write_json(workdir / "parity.json", art.info["parity"])
+        return {"artifact": art.to_json(workdir)}
