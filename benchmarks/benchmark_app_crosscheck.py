@@ -23,50 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from _artifacts import RESULTS, Builder, machine
+from _benchmark_app import KEYS, LIMIT, edgeslim_compiled, run_benchmark_app
 from _noise import add_noise_args, check_quiet, write_result
-
-LIMIT = 0.10
-KEYS = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT",
-        "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING", "SCHEDULING_CORE_TYPE")
-UNITS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
-
-
-def benchmark_app_exe() -> str:
-    here = Path(sys.executable).with_name("benchmark_app")
-    exe = str(here) if here.exists() else shutil.which("benchmark_app")
-    if not exe:
-        raise SystemExit("benchmark_app not found (it comes with the openvino wheel)")
-    return exe
-
-
-def run_benchmark_app(xml: Path, shape: list[int], threads: int, seconds: float, work: Path) -> dict:
-    cfg = work / "ov_config.json"
-    cfg.write_text(json.dumps({"CPU": {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
-                                       "INFERENCE_NUM_THREADS": str(threads),
-                                       "INFERENCE_PRECISION_HINT": "f32"}}))
-    cmd = [benchmark_app_exe(), "-m", str(xml), "-d", "CPU", "-hint", "latency", "-load_config", str(cfg),
-           "-api", "sync", "-b", "1", "-data_shape", "[" + ",".join(map(str, shape)) + "]",
-           "-t", str(int(seconds))]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 300)
-    out = r.stdout + r.stderr
-    if r.returncode != 0:
-        raise SystemExit(f"benchmark_app failed:\n{out[-2000:]}")
-    med = re.search(r"Median:\s+([\d.]+)\s*(ms|us|s)\b", out)
-    count = re.search(r"Count:\s+(\d+)", out)
-    compiled = {k: v.strip() for k, v in re.findall(r"\]\s+(\w+):\s+(.+)", out.split("Step 8/11")[-1].split("Step 9/11")[0])
-                if k in KEYS}
-    return {"p50_ms": float(med.group(1)) * UNITS[med.group(2)], "iterations": int(count.group(1)),
-            "compiled": compiled, "command": " ".join(cmd)}
 
 
 def run_edgeslim(art, sample: np.ndarray, threads: int, seconds: float) -> dict:
@@ -79,14 +43,6 @@ def run_edgeslim(art, sample: np.ndarray, threads: int, seconds: float) -> dict:
                                          "streams": 1})
     return {"p50_ms": m["latency_ms"]["p50"], "iterations": m["iterations"],
             "median_ci95": m["median_ci95"], "semantics": m["semantics"]}
-
-
-def edgeslim_compiled(art, threads: int) -> dict:
-    from edgeslim.targets.runner import RUNNERS
-
-    with RUNNERS.get("openvino")(art, threads=threads, inference_precision="f32",
-                                 performance_hint="LATENCY", streams=1) as r:
-        return {k: str(r.compiled.get_property(k)) for k in KEYS}
 
 
 def main() -> None:

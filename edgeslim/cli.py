@@ -46,6 +46,11 @@ class RichReporter:
         self.console.print(f"[dim]· {message}[/]", highlight=False)
 
 
+# A bench figure stands alone (a run's profiles are compared inside one plan): time longer
+# than a run's 0.5 s, which let a 20 ms model stop after ~25 iterations and vary by ±4%.
+BENCH_SECONDS = 2.0
+
+
 def _fail(e: EdgeslimError) -> None:
     # escaped: a message that quotes a user's value ([layer9.conv1]) must not be read as markup
     err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
@@ -268,6 +273,7 @@ def bench(
     accuracy: Optional[str] = typer.Option(None, "--accuracy", help="classifier accuracy on a recipe data source, e.g. digits"),
     preprocess: Optional[Path] = typer.Option(None, "--preprocess", help="also time decode+resize+normalize of this image"),
     noisy_share: Optional[float] = typer.Option(None, "--noisy-share", min=0, max=1, help="mark rows noisy above this share of other CPU load (default 0.25)"),
+    seconds: float = typer.Option(BENCH_SECONDS, "--seconds", min=0.05, help="time each artifact at least this long (the median's CI may stop it sooner only after this)"),
 ) -> None:
     """Benchmark existing artifacts on targets, with the same profiler and rows as a run; exit 1 when a row failed."""
     from edgeslim.io import write_json
@@ -280,7 +286,8 @@ def bench(
             batches = [int(b) for b in batch.split(",")] if batch else None
         except ValueError:
             raise EdgeslimError(f"--batch must be integers like 1,8, got '{batch}'") from None
-        prof = ProfileCfg(**({"noisy_share": noisy_share} if noisy_share is not None else {}))
+        prof = ProfileCfg(min_seconds=seconds, max_seconds=max(3 * seconds, ProfileCfg().max_seconds),
+                          **({"noisy_share": noisy_share} if noisy_share is not None else {}))
         rows = run_bench(paths, targets=target or ["cpu"], batch_sizes=batches, input_shape=input_shape,
                          precision=precision, threads=threads, profile=prof, accuracy_data=accuracy,
                          preprocess_image=preprocess, compare=compare, rounds=rounds)

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from edgeslim.data import imagefolder
@@ -25,7 +26,7 @@ from edgeslim.data.synthetic import load_synthetic_bundle
 from edgeslim.errors import DataError
 from edgeslim.registry import suggest
 
-__all__ = ["DataBundle", "Preprocessing", "load_data", "describe_data", "DATA_NAMES"]
+__all__ = ["DataBundle", "Preprocessing", "load_data", "describe_data", "fingerprint", "DATA_NAMES"]
 
 # What a recipe may name; imagefolder takes a path after the colon.
 DATA_NAMES = ("digits", "synthetic", "imagefolder:PATH")
@@ -92,6 +93,28 @@ def describe_data(name: str, *, input_size: int, num_classes: int, seed: int = 0
         return b.classes(), b.preprocessing
     classes, _ = scan_folder(Path(_folder(name)).expanduser())
     return tuple(classes), _imagefolder_preprocessing(int(input_size))
+
+
+def fingerprint(name: str) -> str | None:
+    """A cheap fingerprint of the files behind a data source (relative names, sizes and
+    modification times of an image folder), or None for embedded and generated data.
+
+    It goes into the stages' cache keys: adding, removing or replacing an image redoes
+    what was computed from the folder. Contents are not read (a file rewritten with the same
+    size and time is not seen). A missing folder gives None: loading it says so clearly.
+    """
+    name = str(name).strip()
+    if not name.startswith("imagefolder:"):
+        return None
+    root = Path(name[len("imagefolder:"):].strip()).expanduser()
+    if not root.is_dir():
+        return None
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def _folder(name: str) -> str:

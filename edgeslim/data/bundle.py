@@ -130,8 +130,9 @@ class DataBundle:
             )
         if n > available:
             raise DataError(
+                # the default (256) exceeds a small image folder's split: say the value that fits
                 f"calibration set has only {available} training samples, {n} were asked "
-                "(data.calibration_samples)"
+                f"(data.calibration_samples; --set data.calibration_samples={available} uses them all)"
             )
         indices = np.random.default_rng(int(seed)).choice(available, size=n, replace=False)
         return _stack_inputs(self.train, indices.tolist())

@@ -29,9 +29,22 @@ from edgeslim.pipeline.context import Context, Reporter
 from edgeslim.pipeline.lock import RunLock, recipe_change
 from edgeslim.pipeline.matrix import Cell, Skipped, all_precisions, cells, variants
 from edgeslim.pipeline.preflight import preflight
-from edgeslim.pipeline.stage import StageResult, clean_stale_temporaries, run_stage, storage_failure
-from edgeslim.pipeline.stages import (BaselineStage, CompressStage, ExportStage, FinetuneStage,
-                                      ProfileInputs, ProfileStage, QuantizeStage, Stage)
+from edgeslim.pipeline.stage import (
+    StageResult,
+    clean_stale_temporaries,
+    run_stage,
+    storage_failure,
+)
+from edgeslim.pipeline.stages import (
+    BaselineStage,
+    CompressStage,
+    ExportStage,
+    FinetuneStage,
+    ProfileInputs,
+    ProfileStage,
+    QuantizeStage,
+    Stage,
+)
 from edgeslim.pipeline.stages.base import input_hashes
 from edgeslim.quantizers import QUANTIZERS
 from edgeslim.recipe import Recipe, dump_recipe
@@ -73,8 +86,10 @@ class _Runner:
         self.recipe, self.ctx, self.share_from = recipe, ctx, list(share_from)
         self.done: list[StageResult] = []
 
-    def __call__(self, stage: Stage, folder: str, inputs: dict[str, Optional[StageResult]],
+    def __call__(self, stage: Stage, inputs: dict[str, Optional[StageResult]], *, folder: str = "",
                  extra_key: Any = None, run_inputs: Any = None, **where: Any) -> StageResult:
+        """Run ``stage`` into ``folder`` (default: the stage's own; ``where``: its instance)."""
+        folder = folder or stage.folder
         cfg = stage.slice(self.recipe, **where)
         key_inputs = input_hashes(inputs) + ([sha256_json(extra_key)] if extra_key is not None else [])
         res = run_stage(self.ctx.run_dir, folder, cfg.key(), key_inputs,
@@ -100,18 +115,18 @@ def _run(recipe: Recipe, run_dir: Path, *, reporter: Reporter | None, wait: bool
                 ctx.log(note)
             atomic_write_text(run_dir / "recipe.yaml", text)
         stage = _Runner(recipe, ctx, share_from)
-        base = stage(BaselineStage(), "00-baseline", {})
-        comp = stage(CompressStage(), "10-compress", {"baseline": base})
+        base = stage(BaselineStage(), {})
+        comp = stage(CompressStage(), {"baseline": base})
         ft = FinetuneStage()
-        teacher = base if recipe.finetune.distill is not None else None
-        fine = stage(ft, "20-finetune", {"compressed": comp, "teacher": teacher})
+        teacher = base if ft.needs_teacher(ft.slice(recipe)) else None  # none: no distillation
+        fine = stage(ft, {"compressed": comp, "teacher": teacher})
         distributed.finish()
         if rank != 0:  # export, quantize and profile run once, on rank 0
             return RunSummary(run_dir, [], stage.done, time.perf_counter() - t0)
-        models = {"00-baseline": base, "20-finetune": fine}
+        models = {BaselineStage.folder: base, FinetuneStage.folder: fine}  # by Variant.source
         artifacts, skipped = _artifacts(recipe, stage, models)
         inputs = ProfileInputs(artifacts, skipped, base, comp)
-        prof = stage(ProfileStage(), "50-profile", inputs.as_inputs(),
+        prof = stage(ProfileStage(), inputs.as_inputs(),
                      extra_key=[s.to_json() for s in skipped], run_inputs=inputs)
         rows = read_json(prof.dir / "results.json")
         summary = RunSummary(run_dir, rows, stage.done, time.perf_counter() - t0, base, comp, fine)
@@ -126,9 +141,9 @@ def _artifacts(recipe: Recipe, stage: _Runner, models: dict[str, StageResult]
     skipped: list[Skipped] = []
     for variant in variants(recipe):
         for fmt in recipe.export.formats:
-            todo = cells(recipe, variant, fmt)
-            exp = stage(ExportStage(), f"30-export/{variant.name}-{fmt}",
-                        {"model": models[variant.source]}, cell=Cell(variant, fmt, "fp32"))
+            todo, fp32 = cells(recipe, variant, fmt), Cell(variant, fmt, "fp32")
+            exp = stage(ExportStage(), {"model": models[variant.source]}, folder=fp32.export_folder,
+                        cell=fp32)
             if "skipped" in exp.outputs:  # one skipped row per precision the recipe asks for
                 skipped += [Skipped(c, exp.outputs["skipped"]) for c in all_precisions(recipe, variant, fmt)]
                 continue
@@ -140,7 +155,7 @@ def _artifacts(recipe: Recipe, stage: _Runner, models: dict[str, StageResult]
                 if f"{fmt}-{cell.precision}" not in QUANTIZERS:
                     skipped.append(Skipped(cell, f"no {cell.precision} quantizer for {fmt}"))
                     continue
-                q = stage(QuantizeStage(), cell.quantize_folder, {"parent": exp}, cell=cell)
+                q = stage(QuantizeStage(), {"parent": exp}, folder=cell.quantize_folder, cell=cell)
                 if "skipped" in q.outputs:
                     skipped.append(Skipped(cell, q.outputs["skipped"]))
                     continue

@@ -39,6 +39,7 @@ class StageResult:
 
 
 def _content_hash(folder: Path) -> tuple[str, dict[str, str]]:
+    """The hash of every file under ``folder`` but ``done.json``, and each file's sha256."""
     files = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != DONE:
@@ -71,6 +72,12 @@ def storage_failure(err: BaseException) -> str | None:
                 return needle
         e = e.__cause__ or e.__context__
     return None
+
+
+def folder_hash(folder: Path) -> str:
+    """The content hash of a folder's files (``done.json`` aside): a stage's output hash,
+    or the key part of a saved model folder that a slice names by path."""
+    return _content_hash(folder)[0]
 
 
 def stage_key(name: str, config: Any, inputs: list[str]) -> str:

@@ -87,8 +87,10 @@ def test_calibration_comes_from_train_only(digits32):
 
 
 def test_calibration_too_large(digits32):
-    with pytest.raises(DataError, match=r"only 1437 training samples, 5000 were asked"):
+    with pytest.raises(DataError, match=r"only 1437 training samples, 5000 were asked") as e:
         digits32.calibration(5000)
+    # the default 256 is more than a small image folder holds: the error says what fits
+    assert "--set data.calibration_samples=1437 uses them all" in str(e.value)
 
 
 def test_val_arrays_in_order_with_limit(digits32):

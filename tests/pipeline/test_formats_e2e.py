@@ -3,6 +3,8 @@ TensorRT and the gpu target as skipped rows with their reasons (where they canno
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from edgeslim.exporters.tensorrt import tensorrt_status
@@ -96,6 +98,8 @@ def test_report_has_both_formats(rows):
     out, _ = rows
     md = (out / "report.md").read_text()
     assert md.count("| l1 | openvino |") == 8 and md.count("| l1 | onnx |") == 8
-    # the table says what ran where it differs from the artifact's precision
-    assert md.count("| l1 | openvino | fp16 (ran f32) | cpu | ok |") == (0 if supports("f16") else 1)
-    assert md.count("| l1 | openvino | int8 | cpu | ok |") == 1
+    # the table says what ran where it differs from the artifact's precision; a row timed on
+    # a busy machine reads "ok (noisy)" (2 shared cores under a parallel test run)
+    ok = r" \| ok(?: \(noisy\))? \|"
+    assert len(re.findall(r"\| l1 \| openvino \| fp16 \(ran f32\) \| cpu" + ok, md)) == (0 if supports("f16") else 1)
+    assert len(re.findall(r"\| l1 \| openvino \| int8 \| cpu" + ok, md)) == 1

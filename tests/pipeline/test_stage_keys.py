@@ -37,7 +37,8 @@ OTHER = {"lr": 0.123, "epochs": 3, "weight_decay": 0.0123, "warmup_epochs": 0.5,
          "optimizer": "adamw"}
 # fields no compress stage reads
 UNRELATED = ["export.opset=17", "quantize.per_channel=false", "profile.warmup=3", "targets=[edge]",
-             "finetune.distill={method: hinton}", "export.parity.samples=8", "constraints.max_bytes=1000"]
+             "finetune.distill={method: hinton}", "export.parity.samples=8", "constraints.max_bytes=1000",
+             "data.calibration_samples=32"]
 
 
 def _recipe(method, *extra):
@@ -121,3 +122,87 @@ def test_a_slimming_run_redoes_compression_when_the_finetune_lr_changes(tmp_path
     assert {s.name: s.key for s in first.stages}["10-compress"] != {s.name: s.key for s in again.stages}["10-compress"]
     same = run_recipe(_recipe("slimming", *quick, "finetune.lr=0.2", "quantize.per_channel=false"), tmp_path / "run")
     assert {s.name: s.cached for s in same.stages}["10-compress"]
+
+
+def test_a_teacher_given_by_path_is_keyed_by_its_content(tmp_path):
+    """The fine-tune stage reads a teacher file or folder: replacing it must rerun the
+    distillation (the key once held only the path)."""
+    weights = tmp_path / "teacher.pt"
+    torch.manual_seed(0)
+    torch.save(create_model("resnet20", num_classes=10).state_dict(), weights)
+    r = _recipe("l1", f"finetune.distill={{method: hinton, teacher: {weights}}}")
+    first = FinetuneStage().slice(r)
+    assert first.teacher_sha256 is not None and len(first.teacher_sha256) == 64
+    torch.manual_seed(1)
+    torch.save(create_model("resnet20", num_classes=10).state_dict(), weights)
+    assert FinetuneStage().slice(r).key() != first.key()
+    folder = tmp_path / "stage"
+    save_model(create_model("resnet20", num_classes=10).eval(), folder,
+               {"name": "resnet20", "num_classes": 10, "kwargs": {}})
+    in_folder = FinetuneStage().slice(_recipe("l1", f"finetune.distill={{teacher: {folder}}}"))
+    assert in_folder.teacher_sha256 is not None and in_folder.teacher_sha256 != first.teacher_sha256
+    # the baseline teacher is an input (its hash), not a path
+    assert FinetuneStage().slice(_recipe("l1", "finetune.distill={method: hinton}")).teacher_sha256 is None
+    assert not FinetuneStage.needs_teacher(FinetuneStage().slice(_recipe("none", "finetune.distill={}")))
+
+
+def _slices(recipe):
+    cell = Cell(Variant("compressed", "l1", "20-finetune"), "onnx", "int8")
+    return {"baseline": BaselineStage().slice(recipe).key(), "compress": CompressStage().slice(recipe).key(),
+            "finetune": FinetuneStage().slice(recipe).key(),
+            "export": ExportStage().slice(recipe, cell=cell).key(),
+            "quantize": QuantizeStage().slice(recipe, cell=cell).key(), "profile": ProfileStage().slice(recipe).key()}
+
+
+def _changed(a, b):
+    return sorted(k for k in a if a[k] != b[k])
+
+
+def test_batch_and_calibration_sizes_reach_only_the_stages_that_use_them():
+    base = _slices(_recipe("l1"))
+    assert _changed(base, _slices(_recipe("l1", "data.calibration_samples=32"))) == ["quantize"]
+    assert _changed(base, _slices(_recipe("l1", "data.batch_size=16"))) == ["baseline", "compress", "finetune"]
+    assert _changed(base, _slices(_recipe("l1", "data.limit_val=8"))) == sorted(base)  # the data itself
+
+
+def _image_folder(root, n):
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (40 * i, 200 if c == "a" else 0, 0)).save(root / c / f"{i}.png")
+
+
+def test_an_image_folder_is_keyed_by_its_files(tmp_path):
+    root = tmp_path / "imgs"
+    _image_folder(root, 3)
+    recipe = lambda: _recipe("l1", f"data.name=imagefolder:{root}", "model.num_classes=2")  # noqa: E731
+    first = _slices(recipe())
+    assert _slices(recipe()) == first  # listing again changes nothing
+    _image_folder(root, 4)  # one more image per class
+    assert _changed(first, _slices(recipe())) == sorted(first)
+
+
+def test_a_user_model_is_keyed_by_its_source_file(tmp_path, monkeypatch):
+    (tmp_path / "keyednets.py").write_text(
+        "import torch.nn as nn\n\ndef build(num_classes=10):\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = lambda: _recipe("l1", "model.name=keyednets:build")  # noqa: E731
+    first = _slices(recipe())
+    with open(tmp_path / "keyednets.py", "a") as f:
+        f.write("# edited\n")
+    assert _changed(first, _slices(recipe())) == ["baseline", "compress"]  # the model stages
+
+
+def test_an_exporter_that_becomes_available_redoes_its_stage(monkeypatch):
+    from edgeslim.exporters import EXPORTERS
+
+    cell = Cell(Variant("compressed", "l1", "20-finetune"), "onnx", "fp32")
+    now = ExportStage().slice(_recipe("l1"), cell=cell)
+    assert now.unavailable == ""
+    monkeypatch.setattr(type(EXPORTERS.get("onnx")), "available", lambda self: (False, "onnx is not installed"))
+    gone = ExportStage().slice(_recipe("l1"), cell=cell)
+    assert gone.unavailable == "onnx is not installed" and gone.key() != now.key()
+    assert ExportStage().run(None, {}, gone, Context(run_dir=None)) == {"skipped": "onnx is not installed"}

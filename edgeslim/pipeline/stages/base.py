@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Optional, TypeVar
@@ -23,8 +24,8 @@ from typing import Any, ClassVar, Generic, Optional, TypeVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from edgeslim.data import DataBundle, load_data
-from edgeslim.data.config import DataCfg
+from edgeslim.data import DataBundle, fingerprint, load_data
+from edgeslim.io import sha256_file
 from edgeslim.pipeline.context import Context
 from edgeslim.pipeline.stage import StageResult
 from edgeslim.recipe import Recipe
@@ -40,26 +41,37 @@ class Slice(BaseModel):
 
 
 class DataSlice(Slice):
-    """What loading the data reads: the data section, input size, classes and seed."""
+    """What loading the data reads: the source, its split, input size, classes and seed.
 
-    data: DataCfg
+    Not the batch size or the calibration count: the stages that use those hold them in
+    their own slices, so changing how many images calibrate INT8 does not retrain the
+    baseline. ``content`` fingerprints the files of an image folder (names, sizes, mtimes),
+    so adding or replacing an image redoes what was computed from them.
+    """
+
+    name: str
+    val_fraction: float
+    limit_train: Optional[int] = None
+    limit_val: Optional[int] = None
     input_size: int
     num_classes: int
     seed: int
+    content: Optional[str] = None
 
     @classmethod
     def of(cls, recipe: Recipe) -> "DataSlice":
-        return cls(data=recipe.data, input_size=recipe.model.input_size,
-                   num_classes=recipe.model.num_classes, seed=recipe.seed)
+        d = recipe.data
+        return cls(name=d.name, val_fraction=d.val_fraction, limit_train=d.limit_train,
+                   limit_val=d.limit_val, input_size=recipe.model.input_size,
+                   num_classes=recipe.model.num_classes, seed=recipe.seed, content=fingerprint(d.name))
 
     def load(self, ctx: Context) -> DataBundle:
         """The dataset, loaded once per run (stages with equal data slices share it)."""
         key = ("data", repr(self.key()))
         if key not in ctx.cache:
-            d = self.data
-            ctx.cache[key] = load_data(d.name, input_size=self.input_size, num_classes=self.num_classes,
-                                       seed=self.seed, val_fraction=d.val_fraction,
-                                       limit_train=d.limit_train, limit_val=d.limit_val)
+            ctx.cache[key] = load_data(self.name, input_size=self.input_size, num_classes=self.num_classes,
+                                       seed=self.seed, val_fraction=self.val_fraction,
+                                       limit_train=self.limit_train, limit_val=self.limit_val)
         return ctx.cache[key]
 
     def example_input(self, batch: int = 1) -> torch.Tensor:
@@ -67,8 +79,9 @@ class DataSlice(Slice):
         s = self.input_size
         return torch.randn(batch, 3, s, s, generator=torch.Generator().manual_seed(self.seed))
 
-    def val_loader(self, data: DataBundle):
-        return data.val_loader(self.data.batch_size) if data.labelled else None
+    @staticmethod
+    def val_loader(data: DataBundle, batch_size: int):
+        return data.val_loader(batch_size) if data.labelled else None
 
 
 class ModelSpec(Slice):
@@ -77,14 +90,31 @@ class ModelSpec(Slice):
     name: str
     num_classes: int
     kwargs: dict[str, Any] = {}
+    # the source file of a ``module:callable`` model: editing it redoes the model stages
+    source_sha256: Optional[str] = None
 
     @classmethod
     def of(cls, recipe: Recipe) -> "ModelSpec":
         m = recipe.model
-        return cls(name=m.name, num_classes=m.num_classes, kwargs=dict(m.kwargs))
+        return cls(name=m.name, num_classes=m.num_classes, kwargs=dict(m.kwargs),
+                   source_sha256=module_source_hash(m.name))
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "num_classes": self.num_classes, "kwargs": dict(self.kwargs)}
+
+
+def module_source_hash(name: str) -> Optional[str]:
+    """sha256 of the file defining a user model ``package.module:callable`` (only that file,
+    not what it imports); None for zoo names or when the file cannot be found (building
+    the model says why)."""
+    if ":" not in name:
+        return None
+    try:
+        spec = importlib.util.find_spec(name.split(":", 1)[0].strip())
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None)
+    return sha256_file(origin) if origin and Path(origin).is_file() else None
 
 
 S = TypeVar("S", bound=Slice)

@@ -21,6 +21,7 @@ from edgeslim.recipe import Recipe
 class BaselineSlice(Slice):
     model: ModelSpec
     data: DataSlice
+    batch_size: int  # training and evaluation batches
     weights: Optional[str] = None  # the path as given (for loading)
     weights_sha256: Optional[str] = None  # what the key really depends on
     train: Optional[BaselineCfg] = None  # only when there are no weights to load
@@ -31,7 +32,8 @@ class BaselineStage(Stage[BaselineSlice]):
 
     def slice(self, recipe: Recipe, **where: Any) -> BaselineSlice:
         w = recipe.model.weights
-        return BaselineSlice(model=ModelSpec.of(recipe), data=DataSlice.of(recipe), weights=w,
+        return BaselineSlice(model=ModelSpec.of(recipe), data=DataSlice.of(recipe),
+                             batch_size=recipe.data.batch_size, weights=w,
                              weights_sha256=sha256_file(w) if w and Path(w).is_file() else None,
                              train=None if w else recipe.baseline)
 
@@ -46,12 +48,12 @@ class BaselineStage(Stage[BaselineSlice]):
             load_weights(model, cfg.weights)
             source = "weights"
         else:
-            history = train(model, data, TrainSpec.of(cfg.train, batch_size=cfg.data.data.batch_size,
+            history = train(model, data, TrainSpec.of(cfg.train, batch_size=cfg.batch_size,
                                                       seed=cfg.data.seed),
                             reporter=ctx.reporter, description="baseline")
             source = "trained"
         check_finite(model, "baseline model")
-        acc = evaluate(model, cfg.data.val_loader(data))
+        acc = evaluate(model, cfg.data.val_loader(data, cfg.batch_size))
         save_model(model, workdir, spec)
         write_json(workdir / "history.json", history)
         return {"source": source, "accuracy": acc, "epochs": len(history)}

@@ -27,6 +27,7 @@ from edgeslim.recipe import Recipe
 class CompressSlice(Slice):
     model: ModelSpec
     data: DataSlice
+    batch_size: int  # the methods' scoring, recalibration and training batches
     compress: CompressCfg
     schedules: dict[str, TrainSpec] = {}  # the training settings the method declared
 
@@ -44,7 +45,8 @@ class CompressStage(Stage[CompressSlice]):
 
     def slice(self, recipe: Recipe, **where: Any) -> CompressSlice:
         method = METHODS.get(recipe.compress.method)
-        return CompressSlice(model=ModelSpec.of(recipe), data=DataSlice.of(recipe), compress=recipe.compress,
+        return CompressSlice(model=ModelSpec.of(recipe), data=DataSlice.of(recipe),
+                             batch_size=recipe.data.batch_size, compress=recipe.compress,
                              schedules=schedules_of(recipe, method.schedules(recipe.compress)))
 
     def run(self, workdir: Path, inputs: dict[str, StageResult], cfg: CompressSlice,
@@ -64,7 +66,7 @@ class CompressStage(Stage[CompressSlice]):
         trainer = LoopTrainer(data, cfg.schedules, reporter=ctx.reporter, after_step_for=method.after_step)
         job = CompressJob(model=model, example_inputs=cfg.data.example_input(), data=data,
                           cfg=cfg.compress, options=method.options_of(cfg.compress), spec=spec,
-                          log=ctx.log, batch_size=cfg.data.data.batch_size, seed=seed,
+                          log=ctx.log, batch_size=cfg.batch_size, seed=seed,
                           trainer=trainer, build_fresh=build_fresh)
         with ctx.reporter.task(f"compress ({method.name})"):
             model = method.apply(job)
@@ -72,7 +74,7 @@ class CompressStage(Stage[CompressSlice]):
         check_finite(model, "compressed model")
         report = compression_report(before, model, cfg.data.example_input())
         report.update({"method": method.name, "family": method.family, "notes": job.notes,
-                       "accuracy_before_finetune": evaluate(model, cfg.data.val_loader(data))})
+                       "accuracy_before_finetune": evaluate(model, cfg.data.val_loader(data, cfg.batch_size))})
         save_model(model, workdir, method.output_spec(job))
         write_json(workdir / "report.json", report)
         return {k: report[k] for k in ("method", "family", "params_before", "params_after",

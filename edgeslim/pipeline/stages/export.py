@@ -25,6 +25,8 @@ class ExportSlice(Slice):
     format: str
     variant: str
     method: str
+    # why the exporter cannot run here ("" when it can): installing it later redoes the stage
+    unavailable: str = ""
 
 
 def parity_inputs(data, samples: int) -> np.ndarray:
@@ -39,15 +41,16 @@ class ExportStage(Stage[ExportSlice]):
 
     def slice(self, recipe: Recipe, *, cell: Cell, **where: Any) -> ExportSlice:
         export = recipe.export.model_copy(update={"formats": [cell.format], "include_baseline": True})
+        ok, why = EXPORTERS.get(cell.format).available()
         return ExportSlice(data=DataSlice.of(recipe), export=export, format=cell.format,
-                           variant=cell.variant.name, method=cell.variant.method)
+                           variant=cell.variant.name, method=cell.variant.method,
+                           unavailable="" if ok else why or "unavailable")
 
     def run(self, workdir: Path, inputs: dict[str, StageResult], cfg: ExportSlice,
             ctx: Context) -> dict[str, Any]:
+        if cfg.unavailable:
+            return {"skipped": cfg.unavailable}
         exporter = EXPORTERS.get(cfg.format)
-        ok, why = exporter.available()
-        if not ok:
-            return {"skipped": why}
         model = load_model(inputs["model"].dir)
         sample = parity_inputs(cfg.data.load(ctx), cfg.export.parity.samples)
         with ctx.reporter.task(f"export {cfg.variant} → {cfg.format}"):

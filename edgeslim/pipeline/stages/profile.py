@@ -6,11 +6,10 @@ that fails on a target gives a ``failed`` row with the reason; the others still 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from edgeslim.artifacts import Artifact
 from edgeslim.compress.sparsity import deflated_bytes
@@ -47,6 +46,9 @@ class ProfileSlice(Slice):
     data: DataSlice  # the validation split: one sample for timing, all of it for accuracy
     targets: list[TargetCfg]
     profile: ProfileCfg
+    # per target, why it cannot run here ("" when it can): a host or GPU that comes back
+    # later redoes the profile instead of serving the cached skipped rows
+    unavailable: list[str] = []
 
 
 @dataclass
@@ -71,7 +73,9 @@ class ProfileStage(Stage[ProfileSlice]):
     upstream = ("00-baseline", "10-compress", "30-export", "40-quantize")
 
     def slice(self, recipe: Recipe, **where: Any) -> ProfileSlice:
-        return ProfileSlice(data=DataSlice.of(recipe), targets=recipe.targets, profile=recipe.profile)
+        why = [parse_target(t).available() for t in recipe.targets]
+        return ProfileSlice(data=DataSlice.of(recipe), targets=recipe.targets, profile=recipe.profile,
+                            unavailable=["" if ok else reason or "unavailable" for ok, reason in why])
 
     def run(self, workdir: Path, inputs: ProfileInputs, cfg: ProfileSlice,  # type: ignore[override]
             ctx: Context) -> dict[str, Any]:
@@ -91,7 +95,7 @@ def profile_rows(inputs: ProfileInputs, cfg: ProfileSlice, ctx: Context) -> list
     comp = inputs.compressed.outputs
     ref_acc = inputs.baseline.outputs.get("accuracy")
     rows: list[dict[str, Any]] = []
-    targets = [(t, t.available()) for t in map(parse_target, cfg.targets)]
+    targets = [(parse_target(t), (not why, why)) for t, why in zip(cfg.targets, cfg.unavailable)]
     total = len(targets) * (len(inputs.artifacts) + len(inputs.skipped))
     with ctx.reporter.task("profile", total=total) as advance:
         for target, (available, why) in targets:

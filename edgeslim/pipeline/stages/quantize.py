@@ -24,6 +24,9 @@ class QuantizeSlice(Slice):
     quantize: QuantizeCfg  # without the run-level list of precisions
     precision: str
     parity_samples: int
+    calibration_samples: int
+    # why the quantizer cannot run here ("" when it can): installing it later redoes the stage
+    unavailable: str = ""
 
 
 class QuantizeStage(Stage[QuantizeSlice]):
@@ -32,19 +35,21 @@ class QuantizeStage(Stage[QuantizeSlice]):
 
     def slice(self, recipe: Recipe, *, cell: Cell, **where: Any) -> QuantizeSlice:
         q = recipe.quantize.model_copy(update={"precisions": [cell.precision]})
+        ok, why = QUANTIZERS.get(f"{cell.format}-{cell.precision}").available()
         return QuantizeSlice(data=DataSlice.of(recipe), quantize=q, precision=cell.precision,
-                             parity_samples=recipe.export.parity.samples)
+                             parity_samples=recipe.export.parity.samples,
+                             calibration_samples=recipe.data.calibration_samples,
+                             unavailable="" if ok else why or "unavailable")
 
     def run(self, workdir: Path, inputs: dict[str, StageResult], cfg: QuantizeSlice,
             ctx: Context) -> dict[str, Any]:
         exp = inputs["parent"]
         parent = Artifact.from_json(exp.outputs["artifact"], exp.dir)
+        if cfg.unavailable:
+            return {"skipped": cfg.unavailable}
         quantizer = QUANTIZERS.get(f"{parent.format}-{cfg.precision}")
-        ok, why = quantizer.available()
-        if not ok:
-            return {"skipped": why}
         data = cfg.data.load(ctx)
-        calib = data.calibration(cfg.data.data.calibration_samples, seed=cfg.data.seed) \
+        calib = data.calibration(cfg.calibration_samples, seed=cfg.data.seed) \
             if quantizer.needs_calibration else None
         # accuracy-controlled quantizers get the labelled val split (y is None when unlabelled)
         extra = {"val": data.val_arrays()} \
