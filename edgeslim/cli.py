@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
@@ -25,25 +26,42 @@ err = Console(stderr=True)
 
 
 class RichReporter:
-    """Progress bars and log lines on the terminal."""
+    """Progress bars and log lines on a terminal; plain lines elsewhere (CI, ``nohup``, a pipe).
+
+    Off a terminal, bars would be silence until the end, so every log line is printed as it
+    comes (training logs one per epoch: loss, accuracy, img/s, ETA), and a finished task
+    with a total that logged nothing itself (profiling) prints one line with its count and time.
+    """
 
     def __init__(self, console: Console):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = console
+        self.live = console.is_terminal
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, transient=True)
+                                 TimeElapsedColumn(), console=console, transient=True,
+                                 disable=not self.live)
+        self._lines = 0  # log lines printed so far
 
     @contextlib.contextmanager
     def task(self, description: str, total: Optional[int] = None) -> Iterator[Callable[[int], None]]:
         tid = self.progress.add_task(description, total=total)
+        began, lines = time.perf_counter(), self._lines
         try:
             yield lambda n=1: self.progress.advance(tid, n)
+            if not self.live and total is not None and self._lines == lines:
+                done = int(next(t.completed for t in self.progress.tasks if t.id == tid))
+                self.console.print(f"· {description}: {done}/{total} in {time.perf_counter() - began:.1f}s",
+                                   highlight=False, markup=False)
         finally:
             self.progress.remove_task(tid)
 
     def log(self, message: str) -> None:
-        self.console.print(f"[dim]· {message}[/]", highlight=False)
+        self._lines += 1
+        if self.live:
+            self.console.print(f"[dim]· {escape(message)}[/]", highlight=False)
+        else:
+            self.console.print(f"· {message}", highlight=False, markup=False, soft_wrap=True)
 
 
 # A bench figure stands alone (a run's profiles are compared inside one plan): time longer

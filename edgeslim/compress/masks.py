@@ -145,16 +145,18 @@ class MaskKeeper:
 
     def __init__(self, masks: Masks):
         self.masks = masks
-        self._cache: tuple[int, list[tuple[nn.Parameter, torch.Tensor]]] | None = None
+        self._cache: tuple[tuple[int, str], list[tuple[nn.Parameter, torch.Tensor]]] | None = None
 
     def _pairs(self, model: nn.Module) -> list[tuple[nn.Parameter, torch.Tensor]]:
-        if self._cache is None or self._cache[0] != id(model):
+        # keyed by the device too: train() moves the model to its placement and back
+        where = (id(model), str(next(model.parameters()).device))
+        if self._cache is None or self._cache[0] != where:
             modules = dict(model.named_modules())
             pairs = []
             for name, mask in self.masks.items():
                 w = modules[name].weight
                 pairs.append((w, mask.to(device=w.device, dtype=w.dtype)))
-            self._cache = (id(model), pairs)
+            self._cache = (where, pairs)
         return self._cache[1]
 
     @torch.no_grad()

@@ -15,18 +15,21 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+from typing import Union
 
 from edgeslim.data import imagefolder
+from edgeslim.data.augment import describe_augmentation, resolve_augment
 from edgeslim.data.bundle import DataBundle, Preprocessing
 from edgeslim.data.digits import load_digits_bundle
-from edgeslim.data.imagefolder import load_imagefolder_bundle, scan_folder
+from edgeslim.data.cache import cache_dir
+from edgeslim.data.imagefolder import folder_fingerprint, load_imagefolder_bundle, scan_folder
 from edgeslim.data.synthetic import load_synthetic_bundle
 from edgeslim.errors import DataError
 from edgeslim.registry import suggest
 
-__all__ = ["DataBundle", "Preprocessing", "load_data", "describe_data", "fingerprint", "DATA_NAMES"]
+__all__ = ["DataBundle", "Preprocessing", "load_data", "describe_data", "fingerprint", "resolve_augment",
+           "cache_dir", "DATA_NAMES"]
 
 # What a recipe may name; imagefolder takes a path after the colon.
 DATA_NAMES = ("digits", "synthetic", "imagefolder:PATH")
@@ -41,11 +44,13 @@ def load_data(
     val_fraction: float = 0.2,
     limit_train: int | None = None,
     limit_val: int | None = None,
+    augment: Union[bool, str] = "auto",
 ) -> DataBundle:
     """Load the dataset a recipe names, split into train and val.
 
     ``limit_train`` / ``limit_val`` keep only the first K samples of each split (after the
-    split), for fast tests.
+    split), for fast tests. ``augment`` (``data.augment``: true, false or auto = image
+    folders only) decides what :meth:`DataBundle.augment_batch` does.
 
     Example::
 
@@ -55,7 +60,16 @@ def load_data(
     """
     name = str(name).strip()
     _check_options(input_size, val_fraction, limit_train, limit_val)
-    options = dict(input_size=int(input_size), seed=int(seed), limit_train=limit_train, limit_val=limit_val)
+    augmentation = describe_augmentation(resolve_augment(name, augment))
+    bundle = _load(name, input_size=int(input_size), num_classes=num_classes, seed=int(seed),
+                   val_fraction=val_fraction, limit_train=limit_train, limit_val=limit_val)
+    bundle.augmentation = augmentation
+    return bundle
+
+
+def _load(name: str, *, num_classes: int, val_fraction: float, **options) -> DataBundle:
+    """The bundle of ``name`` with its preprocessing filled in."""
+    input_size = options["input_size"]
     if name == "digits":
         bundle = load_digits_bundle(num_classes=num_classes, val_fraction=val_fraction, **options)
         # one mean/std of the resized training images, the same for the three channels
@@ -107,14 +121,7 @@ def fingerprint(name: str) -> str | None:
     if not name.startswith("imagefolder:"):
         return None
     root = Path(name[len("imagefolder:"):].strip()).expanduser()
-    if not root.is_dir():
-        return None
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            st = p.stat()
-            h.update(f"{p.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+    return folder_fingerprint(root) if root.is_dir() else None
 
 
 def _folder(name: str) -> str:

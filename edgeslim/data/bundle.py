@@ -17,12 +17,14 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from edgeslim.data.augment import describe_augmentation, random_resized_crop_flip
 from edgeslim.errors import DataError
 
 
@@ -68,6 +70,8 @@ class DataBundle:
     class_names: tuple[str, ...] | None = None
     # How an image becomes an input (filled in by load_data; see Preprocessing).
     preprocessing: Preprocessing | None = None
+    # What augment_batch does to training batches (edgeslim.data.augment.describe_augmentation).
+    augmentation: dict = field(default_factory=lambda: describe_augmentation(False))
 
     def classes(self) -> tuple[str, ...]:
         """Class names in label order; the label indices as strings when the source has none.
@@ -84,15 +88,27 @@ class DataBundle:
         seed: int = 0,
         sampler=None,
         drop_last: bool = False,
+        workers: int = 0,
+        pin_memory: bool = False,
     ) -> DataLoader:
-        """A loader over the train split, shuffled by a seeded generator.
+        """A loader over the train split, shuffled by a seeded generator, read by ``workers``
+        processes (0: in this process) into pinned memory when ``pin_memory``.
+
+        The batches are the same for any worker count: the order comes from the seeded
+        generator in this process, and each worker's numpy/random/torch generators are
+        seeded from it and the worker's id (:func:`seed_worker`).
 
         Example::
 
-            loader = bundle.train_loader(32, seed=1)   # same seed -> same batch order
+            loader = bundle.train_loader(32, seed=1, workers=2)   # same seed -> same batches
         """
+        workers = int(workers)
+        if workers < 0:
+            raise DataError(f"train.workers must be 0 or more, got {workers}")
         generator = torch.Generator().manual_seed(int(seed))
         # DataLoader refuses shuffle together with a sampler; the sampler decides the order.
+        # Workers are not persistent: a persistent loader draws its worker seed once, not
+        # per epoch, so later epochs' order would depend on the worker count.
         return DataLoader(
             self.train,
             batch_size=batch_size,
@@ -100,8 +116,24 @@ class DataBundle:
             sampler=sampler,
             drop_last=drop_last,
             generator=generator,
-            num_workers=0,  # workers make runs non-reproducible and cost more than they save here
+            num_workers=workers,
+            pin_memory=bool(pin_memory),
+            worker_init_fn=seed_worker if workers else None,
         )
+
+    def augment_batch(self, x: torch.Tensor, y: torch.Tensor,
+                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch augmented on its device (random-resized-crop + horizontal flip)
+        when the bundle's augmentation is on, else ``(x, y)`` unchanged.
+
+        Example::
+
+            g = torch.Generator(device=x.device).manual_seed(seed)
+            x, y = bundle.augment_batch(x.to(device), y.to(device), g)
+        """
+        if not self.augmentation.get("enabled"):
+            return x, y
+        return random_resized_crop_flip(x, generator), y
 
     def val_loader(self, batch_size: int) -> DataLoader:
         """A loader over the val split, in its fixed order.
@@ -151,6 +183,15 @@ class DataBundle:
             return xs, None
         ys = np.array([int(self.val[i][1]) for i in indices], dtype=np.int64)
         return xs, ys
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed a DataLoader worker's numpy and ``random`` from its torch seed, which the
+    loader derives from its seeded generator plus ``worker_id``: a worker that draws
+    random numbers draws the same ones in every run with the same seed and worker count."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 def _stack_inputs(dataset: Dataset, indices: list[int]) -> np.ndarray:

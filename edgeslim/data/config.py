@@ -1,8 +1,8 @@
-"""The ``data`` section: the dataset, batch size, splits and calibration samples."""
+"""The ``data`` section: the dataset, batch size, splits, calibration samples, augmentation."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional, Union
 
 from pydantic import Field
 
@@ -16,3 +16,6 @@ class DataCfg(StrictModel):
     val_fraction: float = Field(0.2, gt=0, lt=1)
     limit_train: Optional[int] = Field(None, gt=0)  # first K training samples (quick runs)
     limit_val: Optional[int] = Field(None, gt=0)
+    # random-resized-crop + horizontal flip of training batches; auto = on for image folders,
+    # off for digits (a flipped digit is another digit), synthetic and other generated data
+    augment: Union[bool, Literal["auto"]] = "auto"

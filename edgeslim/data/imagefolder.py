@@ -1,7 +1,9 @@
 """``imagefolder:PATH``: a folder with one sub-folder of images per class.
 
 Class indices follow the sorted sub-folder names. Every image is verified when the data
-is loaded, so a corrupt file is reported up front instead of an hour into fine-tuning.
+is first loaded, so a corrupt file is reported up front instead of an hour into
+fine-tuning, then decoded once into the decoded cache (:mod:`edgeslim.data.cache`), which
+later epochs and runs read instead of the image files.
 
 Example::
 
@@ -12,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from edgeslim.data.bundle import DataBundle
+from edgeslim.data.cache import VERSION as CACHE_VERSION
+from edgeslim.data.cache import DecodedCache
 from edgeslim.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -39,6 +44,17 @@ def read_image(path: Path, input_size: int) -> torch.Tensor:
 
         x = read_image(Path("flowers/rose/001.jpg"), 224)
     """
+    return to_input(decode_image(path, input_size))
+
+
+def decode_image(path: Path, input_size: int) -> np.ndarray:
+    """The RGB pixels of one image, shorter side resized and centre cropped: uint8
+    ``[size, size, 3]`` (what the decoded cache stores).
+
+    Example::
+
+        decode_image(Path("flowers/rose/001.jpg"), 224).shape   # (224, 224, 3)
+    """
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
@@ -48,30 +64,55 @@ def read_image(path: Path, input_size: int) -> torch.Tensor:
             image = image.resize((new_w, new_h), Image.BILINEAR)
             left, top = (new_w - input_size) // 2, (new_h - input_size) // 2
             image = image.crop((left, top, left + input_size, top + input_size))
-            array = np.asarray(image, dtype=np.float32) / 255.0
+            return np.asarray(image, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def to_input(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 ``[H, W, 3]`` pixels -> the normalized float32 ``[3, H, W]`` model input."""
+    array = pixels.astype(np.float32) / 255.0
     array = (array - MEAN) / STD
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
 class ImageFolderDataset(Dataset):
-    """Image files and labels; each image is read and resized when it is accessed."""
+    """Image files and labels. With a decoded cache, item ``i`` is row ``rows[i]`` of it;
+    without one (cache folder not writable), each image is read when it is accessed."""
 
-    def __init__(self, samples: list[tuple[Path, int]], input_size: int):
+    def __init__(self, samples: list[tuple[Path, int]], input_size: int,
+                 cache: DecodedCache | None = None, rows: list[int] | None = None):
         self.samples = samples
         self.input_size = int(input_size)
+        self.cache = cache
+        self.rows = rows
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int):
         path, label = self.samples[index]
-        return read_image(path, self.input_size), torch.tensor(label, dtype=torch.int64)
+        if self.cache is not None:
+            x = to_input(np.asarray(self.cache.array[self.rows[index]]))
+        else:
+            x = read_image(path, self.input_size)
+        return x, torch.tensor(label, dtype=torch.int64)
 
 
-def scan_folder(root: Path) -> tuple[list[str], list[list[Path]]]:
-    """Class names (sorted) and each class's image files (sorted), all verified.
+def folder_fingerprint(root: Path) -> str:
+    """sha256 over the relative names, sizes and modification times of every file under
+    ``root`` (contents are not read). See :func:`edgeslim.data.fingerprint`."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def scan_folder(root: Path, *, verify: bool = True) -> tuple[list[str], list[list[Path]]]:
+    """Class names (sorted) and each class's image files (sorted), all verified unless
+    ``verify`` is false (a complete decoded cache of the unchanged folder proves them).
 
     Example::
 
@@ -97,7 +138,7 @@ def scan_folder(root: Path) -> tuple[list[str], list[list[Path]]]:
             raise DataError(f"class folder '{name}' in {root} has no images")
         files.append(images)
     # Every broken file at once: a user fixing them one run at a time would rerun N times.
-    broken = [(path, why) for images in files for path in images if (why := _unreadable(path))]
+    broken = [(path, why) for images in files for path in images if verify and (why := _unreadable(path))]
     if broken:
         shown = "; ".join(f"{path.relative_to(root)} ({why})" for path, why in broken[:MAX_LISTED])
         more = f"; and {len(broken) - MAX_LISTED} more" if len(broken) > MAX_LISTED else ""
@@ -152,22 +193,40 @@ def load_imagefolder_bundle(
         bundle = load_imagefolder_bundle("flowers", input_size=224, num_classes=3)
     """
     root = Path(path).expanduser()
-    classes, files = scan_folder(root)
+    classes, files = scan_folder(root, verify=False)
     if num_classes is not None and int(num_classes) != len(classes):
         raise DataError(
             f"data folder {root} has {len(classes)} classes but model.num_classes is {num_classes}"
         )
+    cache = _decoded(root, [p for images in files for p in images], int(input_size))
+    row = {p: i for i, p in enumerate(p for images in files for p in images)}
     train, val = _split(files, val_fraction, seed)
     if limit_train is not None:
         train = train[:limit_train]
     if limit_val is not None:
         val = val[:limit_val]
+    dataset = lambda samples: ImageFolderDataset(  # noqa: E731
+        samples, input_size, cache, [row[p] for p, _ in samples] if cache is not None else None)
     return DataBundle(
         name=f"imagefolder:{path}",
-        train=ImageFolderDataset(train, input_size),
-        val=ImageFolderDataset(val, input_size),
+        train=dataset(train),
+        val=dataset(val),
         num_classes=len(classes),
         labelled=True,
         input_size=int(input_size),
         class_names=tuple(classes),
     )
+
+
+def _decoded(root: Path, paths: list[Path], size: int) -> DecodedCache | None:
+    """The folder's decoded cache, built (after verifying every image) when absent; None
+    when the cache folder cannot be written, and images are then read per access."""
+    key = hashlib.sha256(f"{folder_fingerprint(root)}\0{size}\0v{CACHE_VERSION}".encode()).hexdigest()[:32]
+    cache = DecodedCache.open(key, count=len(paths), size=size)
+    if cache is not None:
+        return cache
+    scan_folder(root)  # names every unreadable image in one error before decoding anything
+    try:
+        return DecodedCache.build(key, paths, size=size, root=root, decode=decode_image)
+    except OSError:
+        return None

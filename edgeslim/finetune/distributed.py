@@ -2,8 +2,9 @@
 
 edgeslim does not launch or coordinate ranks itself: ``edgeslim run --nproc N`` re-executes
 under ``torchrun`` (and multi-machine runs use torchrun's rendezvous arguments directly).
-Inside a rank, :func:`init_from_env` joins the process group (``gloo`` on CPU, ``nccl``
-on GPUs) and the training loop uses :func:`prepare` to get a DDP-wrapped model whose
+Inside a rank, :func:`init_from_env` joins the process group (``gloo`` on CPU; with
+CUDA, ``nccl`` for CUDA tensors and ``gloo`` for CPU ones, each rank on ``cuda:LOCAL_RANK``)
+and the training loop uses :func:`prepare` to get a DDP-wrapped model whose
 BatchNorm layers compute statistics over the *global* batch, so a 2-process run equals a
 1-process run with the same global batch up to floating-point tolerance.
 
@@ -37,7 +38,12 @@ def init_from_env(timeout_s: float = 600.0) -> tuple[int, int]:
     """Join the process group torchrun describes in the environment; returns (rank, world)."""
     rank, size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if size > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "gloo"
+        if torch.cuda.is_available():
+            # each rank owns cuda:LOCAL_RANK; CUDA tensors reduce over NCCL and CPU ones (the
+            # metric sums, a CPU placement's BatchNorm) over gloo, so either placement works
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            backend = "cpu:gloo,cuda:nccl"
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     return rank, size
 
@@ -135,14 +141,15 @@ class GlobalBatchNorm2d(nn.modules.batchnorm._BatchNorm):
         return y
 
 
-def _swap_bn(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
-    """Replace every BatchNorm2d by a GlobalBatchNorm2d sharing its tensors."""
+def _swap_bn(model: nn.Module, cls: type = GlobalBatchNorm2d) -> list[tuple[nn.Module, str, nn.Module]]:
+    """Replace every BatchNorm2d by a ``cls`` (GlobalBatchNorm2d, or SyncBatchNorm on GPUs)
+    sharing its tensors; :meth:`DistributedModel.restore` puts the originals back."""
     swapped = []
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.BatchNorm2d:
-                g = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                      child.track_running_stats)
+                g = cls(child.num_features, child.eps, child.momentum, child.affine,
+                        child.track_running_stats)
                 g.weight, g.bias = child.weight, child.bias
                 g.running_mean, g.running_var = child.running_mean, child.running_var
                 g.num_batches_tracked = child.num_batches_tracked
@@ -169,8 +176,12 @@ def prepare(model: nn.Module) -> DistributedModel:
     rank, size = world()
     if size == 1 or not dist.is_initialized():
         return DistributedModel(model)
-    swapped = [] if torch.cuda.is_available() else _swap_bn(model)
-    if torch.cuda.is_available():
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+    device = next(model.parameters()).device
+    if device.type == "cuda":  # the placement put this rank's model on cuda:LOCAL_RANK
+        swapped = _swap_bn(model, nn.SyncBatchNorm)
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index],
+                                                  output_device=device.index, broadcast_buffers=False)
+    else:
+        swapped = _swap_bn(model)
+        ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
     return DistributedModel(ddp, rank, size, swapped)

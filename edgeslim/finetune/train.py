@@ -3,11 +3,17 @@
 SGD with momentum (or AdamW) under a cosine learning-rate schedule, one progress bar per
 epoch, validation accuracy after each epoch in the returned history. A ``loss_fn`` hook
 lets distillation and sparsity regularizers add their terms without another loop.
+Where it runs (device, autocast precision, channels_last, loader workers, weight EMA) is a
+resolved :class:`~edgeslim.finetune.device.Placement`; the model always comes back on the
+CPU, and with a ``resume`` store the loop checkpoints each epoch and continues after the
+last finished one.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -17,6 +23,8 @@ import torch.nn.functional as F
 
 from edgeslim.errors import EdgeslimError
 from edgeslim.finetune import distributed
+from edgeslim.finetune.device import Placement, local_device
+from edgeslim.finetune.resume import rng_states, set_rng_states
 from edgeslim.pipeline.context import NullReporter, Reporter
 
 # loss_fn(model, x, y, logits) -> extra loss tensor, added to the task loss; or
@@ -75,18 +83,115 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 0) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * min(1.0, t)))
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader) -> Optional[float]:
-    """Top-1 accuracy (fraction) over ``loader``; None when the data has no labels."""
+    """Top-1 accuracy (fraction) over ``loader``, in fp32 on the model's device; None when
+    the data has no labels."""
     if loader is None:
         return None
     model.eval()
+    device = _device_of(model)
     correct = total = 0
     for x, y in loader:
-        pred = model(x).argmax(1)
+        pred = model(x.to(device)).argmax(1).cpu()
         correct += int((pred == y).sum())
         total += int(y.numel())
     return correct / total if total else None
+
+
+class WeightEma:
+    """Exponential moving average of every float tensor of a model's state (weights and
+    BatchNorm statistics, as timm's ModelEmaV2); integer buffers are copied.
+
+    Example::
+
+        ema = WeightEma(model, 0.999); ...; ema.update(model)  # after each optimizer step
+        model.load_state_dict(ema.state)                       # ship the averaged weights
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = float(decay)
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            e = self.state[k]
+            if e.is_floating_point():
+                e.lerp_(v.detach(), 1.0 - self.decay)  # decay * e + (1 - decay) * v
+            else:
+                e.copy_(v)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader) -> Optional[float]:
+        """Accuracy of the averaged weights (the model's own are put back after)."""
+        own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.state)
+        try:
+            return evaluate(model, loader)
+        finally:
+            model.load_state_dict(own)
+
+
+def _cpu(obj: Any) -> Any:
+    """``obj`` with every tensor copied to the CPU: checkpoints load on a CPU-only machine."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
+def _carried(loss_fn: Any) -> list[nn.Module]:
+    """The modules a loss hook runs (a distillation teacher, FitNet regressors): they go
+    where the model goes."""
+    if isinstance(loss_fn, nn.Module):
+        return [loss_fn]
+    return [v for v in getattr(loss_fn, "__dict__", {}).values() if isinstance(v, nn.Module)]
+
+
+def _move(modules: list[nn.Module], params: list[nn.Parameter], device: torch.device,
+          channels_last: Optional[bool]) -> None:
+    """Move modules and loose parameters in place (Parameter objects keep their identity,
+    so hooks and optimizers holding them stay valid)."""
+    fmt = {True: torch.channels_last, False: torch.contiguous_format}.get(channels_last)
+    for m in modules:
+        m.to(device)
+        if fmt is not None:
+            m.to(memory_format=fmt)
+    for p in params:
+        if p.device != device:
+            p.data = p.data.to(device)
+
+
+def _train_loader(data: Any, batch: int, sampler, drop_last: bool, workers: int, pin: bool):
+    """``data.train_loader`` with workers and pinned memory where the bundle takes them."""
+    accepted = inspect.signature(data.train_loader).parameters
+    extra = {k: v for k, v in (("workers", workers), ("pin_memory", pin)) if k in accepted}
+    return data.train_loader(batch, sampler=sampler, drop_last=drop_last, **extra)
+
+
+def _eta(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"
+
+
+def epoch_line(description: str, row: dict[str, Any], epochs: int, eta_s: float) -> str:
+    """One progress line per epoch (what non-terminal output shows instead of bars)."""
+    parts = [f"{description} epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}"]
+    if row.get("train_accuracy") is not None:
+        parts.append(f"train {row['train_accuracy']:.2%}")
+    if row.get("val_accuracy") is not None:
+        parts.append(f"val {row['val_accuracy']:.2%}")
+    parts += [f"{row['images_per_s']:.1f} img/s ({row['device']}, {row['precision']})", f"ETA {_eta(eta_s)}"]
+    return " · ".join(parts)
 
 
 def train(
@@ -94,32 +199,56 @@ def train(
     data: Any,
     spec: TrainSpec,
     *,
+    placement: Placement | None = None,
+    resume: Any = None,
     reporter: Reporter | None = None,
     loss_fn: LossFn | None = None,
     extra_params: list[nn.Parameter] | None = None,
     after_step: Callable[[nn.Module], None] | None = None,
     description: str = "train",
-) -> list[dict[str, float]]:
+) -> list[dict[str, Any]]:
     """Train ``model`` in place on ``data.train``; returns one history row per epoch.
 
+    ``placement`` says where and how (None: fp32 on the CPU without workers, as a library
+    call always did); the model (and a distillation teacher) come back on the CPU.
+    ``resume`` (an :class:`~edgeslim.finetune.resume.EpochCheckpoints`) gets the training
+    state at every epoch end and gives it back on a rerun, which continues at the next epoch.
     ``after_step(model)`` runs after every optimizer step (unstructured pruning re-applies
     its masks there). Under torchrun the same call trains data-parallel: each rank takes
     ``batch_size / world_size`` of every global batch, gradients and BatchNorm statistics
     are reduced across ranks, and the history holds global metrics.
+
+    Example::
+
+        history = train(model, data, TrainSpec(epochs=2, lr=0.05),
+                        placement=resolve(TrainCfg(precision="bf16")))
+        history[-1]["precision"]  # 'bf16'
     """
     from torch.utils.data import DistributedSampler
 
     reporter = reporter or NullReporter()
+    place = placement or Placement()
     torch.manual_seed(spec.seed)
-    params = [p for p in model.parameters() if p.requires_grad] + list(extra_params or [])
-    opt = make_optimizer(params, spec)
-    history: list[dict[str, float]] = []
+    history: list[dict[str, Any]] = []
     if spec.epochs <= 0:
         return history
     labelled = getattr(data, "labelled", True)
     rank, size = distributed.world()
     if spec.batch_size % size:
         raise EdgeslimError(f"data.batch_size {spec.batch_size} is not divisible by {size} processes")
+    device = local_device(place.device)
+    cuda = device.type == "cuda"
+    carried = [model] + _carried(loss_fn)
+    extra = list(extra_params or [])
+    _move(carried, extra, device, True if place.channels_last else None)
+    params = [p for p in model.parameters() if p.requires_grad] + extra
+    opt = make_optimizer(params, spec)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and place.precision == "fp16")
+    autocast = dict(device_type=device.type, dtype=place.autocast_dtype or torch.float32,
+                    enabled=place.autocast_dtype is not None)
+    ema = WeightEma(model, place.ema) if place.ema else None
+    augment = getattr(data, "augment_batch", None)
+    gen = torch.Generator(device=device).manual_seed(spec.seed)  # augmentation draws
     # One sampler in every mode, so a 1-process run and an N-process run see the same global
     # batches (rank r takes positions r, r+N, ... of the same permutation); only full batches.
     sampler = DistributedSampler(data.train, num_replicas=size, rank=rank, shuffle=True,
@@ -128,45 +257,96 @@ def train(
     steps_per_epoch = max(1, len(sampler) // per_rank)
     total_steps = steps_per_epoch * (spec.start_epoch + spec.epochs)
     warmup = round(min(spec.warmup_epochs * steps_per_epoch, total_steps / 4))
+    step, first = steps_per_epoch * spec.start_epoch, 0
+    state = resume.load() if resume is not None else None
+    if state is not None:  # continue after the last finished epoch, exactly
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.state = {k: v.to(device) for k, v in state["ema"].items()}
+        with torch.no_grad():
+            for p, saved in zip(extra, state.get("extra", [])):
+                p.copy_(saved)
+        set_rng_states(state["rng"])
+        if "augment" in state["rng"]:
+            gen.set_state(state["rng"]["augment"])
+        first, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
     dm = distributed.prepare(model)
-    step = steps_per_epoch * spec.start_epoch
+    seconds: list[float] = []
     try:
-        for epoch in range(spec.epochs):
+        for epoch in range(first, spec.epochs):
+            began = time.perf_counter()
             sampler.set_epoch(spec.start_epoch + epoch)
-            loader = data.train_loader(per_rank, sampler=sampler, drop_last=len(sampler) >= per_rank)
+            loader = _train_loader(data, per_rank, sampler, len(sampler) >= per_rank, place.workers, cuda)
             model.train()
             sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
             with reporter.task(f"{description} epoch {epoch + 1}/{spec.epochs}", total=steps_per_epoch) as advance:
                 for x, y in loader:
+                    x, y = x.to(device, non_blocking=cuda), y.to(device, non_blocking=cuda)
+                    if augment is not None:
+                        x, y = augment(x, y, gen)
+                    if place.channels_last and x.dim() == 4:
+                        x = x.contiguous(memory_format=torch.channels_last)
                     for g in opt.param_groups:
                         g["lr"] = cosine_lr(step, total_steps, spec.lr, warmup)
-                    logits = dm.module(x)
-                    loss = F.cross_entropy(logits, y) if labelled else logits.pow(2).mean() * 0
-                    if loss_fn is not None:
-                        loss = add_loss(loss, loss_fn(model, x, y, logits))
+                    with torch.autocast(**autocast):
+                        logits = dm.module(x)
+                        # the task loss in fp32 (a no-op without autocast): bf16 logits lose the
+                        # small differences cross-entropy is made of
+                        loss = F.cross_entropy(logits.float(), y) if labelled else logits.float().pow(2).mean() * 0
+                        if loss_fn is not None:
+                            loss = add_loss(loss, loss_fn(model, x, y, logits))
                     if not torch.isfinite(loss):
                         raise EdgeslimError(f"{description}: the loss became {float(loss)} at epoch {epoch + 1}; lower the learning rate")
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
                     if after_step is not None:
                         after_step(model)
+                    if ema is not None:
+                        ema.update(model)
                     n = int(y.numel())
                     sums[0] += loss.item() * n
                     sums[1] += int((logits.argmax(1) == y).sum())
                     sums[2] += n
                     step += 1
                     advance(1)
-            sums = distributed.all_sum(sums)
-            val = evaluate(model, data.val_loader(spec.batch_size)) if labelled else None
-            history.append({
-                "epoch": epoch + 1,
-                "lr": cosine_lr(step - 1, total_steps, spec.lr, warmup),
-                "train_loss": sums[0] / max(1, sums[2]),
-                "train_accuracy": sums[1] / max(1, sums[2]) if labelled else None,
-                "val_accuracy": val,
-            })
+                # inside the epoch's task: its line (val accuracy, img/s, ETA) closes the task
+                sums = distributed.all_sum(sums)
+                train_s = time.perf_counter() - began
+                val_loader = data.val_loader(spec.batch_size) if labelled else None
+                val = (ema.evaluate(model, val_loader) if ema is not None else evaluate(model, val_loader)) if labelled else None
+                history.append({
+                    "epoch": epoch + 1,
+                    "lr": cosine_lr(step - 1, total_steps, spec.lr, warmup),
+                    "train_loss": sums[0] / max(1, sums[2]),
+                    "train_accuracy": sums[1] / max(1, sums[2]) if labelled else None,
+                    "val_accuracy": val,
+                    "device": str(device), "precision": place.precision,
+                    "channels_last": place.channels_last, "workers": place.workers, "ema": place.ema,
+                    "augmentation": getattr(data, "augmentation", None),
+                    "images_per_s": sums[2] / max(train_s, 1e-9),
+                })
+                seconds.append(time.perf_counter() - began)
+                if resume is not None:
+                    resume.save(_cpu({
+                        "epoch": epoch + 1, "step": step, "model": model.state_dict(),
+                        "optimizer": opt.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                        "ema": ema.state if ema is not None else None, "extra": [p.detach() for p in extra],
+                        "rng": {**rng_states(), "augment": gen.get_state()}, "history": history}))
+                if rank == 0:
+                    eta = sum(seconds) / len(seconds) * (spec.epochs - epoch - 1)
+                    reporter.log(epoch_line(description, history[-1], spec.epochs, eta))
+        if ema is not None:  # what ships is the average
+            model.load_state_dict(ema.state)
+            if after_step is not None:
+                after_step(model)
     finally:
         dm.restore()
+        # device-free results: the model, its teacher and extra parameters back on the CPU
+        _move(carried, extra, torch.device("cpu"), False if place.channels_last else None)
     model.eval()
     return history

@@ -21,6 +21,8 @@ from typing import Any, Callable, Optional, Protocol
 
 import torch.nn as nn
 
+from edgeslim.finetune.device import Placement
+from edgeslim.finetune.resume import EpochCheckpoints
 from edgeslim.finetune.train import LossFn, TrainSpec, train
 from edgeslim.pipeline.context import NullReporter, Reporter
 
@@ -43,14 +45,21 @@ class LoopTrainer:
 
     ``after_step_for(model)`` gives the hook run after every optimizer step when a call
     passes none (a method's mask keeper: pruned weights stay zero while training).
+    ``resume``: the stage's :class:`EpochCheckpoints`; a method may fit several times per
+    stage (lottery rounds), so fit call *i* keeps its state in its own ``fit-i`` sub-store: a
+    rerun replays the finished calls from their last state and resumes the killed one.
     """
 
     def __init__(self, data: Any, schedules: dict[str, TrainSpec], *, reporter: Reporter | None = None,
-                 after_step_for: Optional[Callable[[nn.Module], Optional[Callable]]] = None):
+                 after_step_for: Optional[Callable[[nn.Module], Optional[Callable]]] = None,
+                 resume: Optional[EpochCheckpoints] = None, placement: Optional[Placement] = None):
         self.data = data
+        self.placement = placement  # where every fit trains (the stage's resolved train section)
         self.schedules = dict(schedules)
         self.reporter = reporter or NullReporter()
         self.after_step_for = after_step_for
+        self.resume = resume
+        self.calls = 0  # fit calls so far: the sub-store of the next one
 
     def spec(self, schedule: str) -> TrainSpec:
         if schedule not in self.schedules:
@@ -68,5 +77,8 @@ class LoopTrainer:
                                    **({} if epochs is None else {"epochs": epochs}))
         if after_step is None and self.after_step_for is not None:
             after_step = self.after_step_for(model)
+        resume = self.resume.sub(f"fit-{self.calls}", label=description) if self.resume else None
+        self.calls += 1
         return train(model, self.data, spec, reporter=self.reporter, loss_fn=loss_fn,
-                     extra_params=extra_params, after_step=after_step, description=description)
+                     extra_params=extra_params, after_step=after_step, description=description,
+                     resume=resume, placement=self.placement)

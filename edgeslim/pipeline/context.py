@@ -11,7 +11,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 
 class Reporter(Protocol):
@@ -38,6 +38,11 @@ class Context:
     reporter: Reporter = field(default_factory=NullReporter)
     # Per-run state shared by the stages of one run (the loaded dataset, keyed by its slice).
     cache: dict[Any, Any] = field(default_factory=dict)
+    # Where the stage being run keeps its per-epoch training state
+    # (edgeslim.finetune.resume.EpochCheckpoints): set by the runner for each stage call,
+    # outside the stage's temporary folder so that a killed run resumes inside the stage.
+    # None: nothing is kept (library use).
+    resume_dir: Optional[Path] = None
 
     def log(self, message: str) -> None:
         self.reporter.log(message)

@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from edgeslim.pipeline.preflight import preflight
 from edgeslim.pipeline.stage import (
     StageResult,
     clean_stale_temporaries,
+    resume_dir,
     run_stage,
     storage_failure,
 )
@@ -92,8 +94,10 @@ class _Runner:
         folder = folder or stage.folder
         cfg = stage.slice(self.recipe, **where)
         key_inputs = input_hashes(inputs) + ([sha256_json(extra_key)] if extra_key is not None else [])
+        # this call's own context: where its training state survives a kill
+        ctx = dataclasses.replace(self.ctx, resume_dir=resume_dir(self.ctx.run_dir, folder, cfg.key(), key_inputs))
         res = run_stage(self.ctx.run_dir, folder, cfg.key(), key_inputs,
-                        lambda d: stage.run(d, inputs if run_inputs is None else run_inputs, cfg, self.ctx),
+                        lambda d: stage.run(d, inputs if run_inputs is None else run_inputs, cfg, ctx),
                         share_from=self.share_from)
         self.ctx.log(f"{folder}: {'cached' if res.cached else f'done in {res.seconds:.1f}s'}")
         self.done.append(res)

@@ -22,6 +22,9 @@ from edgeslim.finetune import distributed
 from edgeslim.io import read_json, sha256_file, sha256_json, write_json
 
 DONE = "done.json"
+# Per-epoch training state of stages in progress (edgeslim.finetune.resume): outside the
+# stage's temporary folder, which a rerun deletes; removed once the stage is done.
+RESUME = ".resume"
 
 
 @dataclass
@@ -84,6 +87,26 @@ def stage_key(name: str, config: Any, inputs: list[str]) -> str:
     return sha256_json({"stage": name.split("/")[0], "config": config, "inputs": inputs})
 
 
+def resume_dir(run_dir: Path, name: str, config: Any, inputs: list[str]) -> Path:
+    """Where stage ``name`` keeps its training state between runs: one folder per key, so
+    a changed slice or changed inputs never resume from another training's state."""
+    return run_dir / RESUME / name / stage_key(name, config, inputs)[:16]
+
+
+def drop_resume(run_dir: Path, name: str) -> None:
+    """Forget the training state of stage ``name`` (every key): it is done."""
+    folder = run_dir / RESUME / name
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+    for parent in folder.parents:  # empty .resume/30-export/ and .resume/ go too
+        if parent == run_dir or not parent.is_relative_to(run_dir / RESUME):
+            break
+        try:
+            parent.rmdir()
+        except OSError:  # not empty: another stage's state
+            break
+
+
 def is_done(folder: Path, key: str) -> bool:
     done = folder / DONE
     if not done.is_file():
@@ -121,6 +144,8 @@ def run_stage(
         _share(folder, name, key, share_from)
     distributed.barrier()
     if is_done(folder, key):
+        if rank == 0:  # killed after done.json was renamed into place, before this went
+            drop_resume(run_dir, name)
         distributed.barrier()  # nobody may start rewriting it while another still reads it
         return _recorded(name, folder, key, cached=True)
     if rank != 0:
@@ -129,6 +154,7 @@ def run_stage(
         distributed.barrier()  # rank 0 has written done.json
         return _recorded(name, folder, key, cached=False)
     result = _build(folder, name, key, fn)
+    drop_resume(run_dir, name)  # kept when fn failed: a rerun resumes at its last epoch
     distributed.barrier()
     return result
 

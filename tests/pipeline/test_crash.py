@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--set", "data.limit_train=256", "--set", "data.limit_val=64", "--set", "data.calibration_samples=64",
@@ -51,10 +52,12 @@ def _kill_at(out: Path, pattern: str, timeout: float = 240, extra=()) -> None:
             proc.kill()
 
 
-def _finish(out: Path) -> dict:
-    r = subprocess.run([sys.executable, "-m", "edgeslim", "run", "--out", str(out), *QUICK],
+def _finish(out: Path, extra=(), log: list | None = None) -> dict:
+    r = subprocess.run([sys.executable, "-m", "edgeslim", "run", "--out", str(out), *QUICK, *extra],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    if log is not None:
+        log.append(" ".join(r.stderr.split()))  # the console wraps long lines
     return json.loads((out / "manifest.json").read_text())
 
 
@@ -95,3 +98,34 @@ def test_every_kill_point_resumes_to_identical_artifacts(tmp_path, reference, po
     manifest = _finish(out)
     assert _artifact_hashes(manifest) == reference
     assert not list(out.rglob(".*.tmp-*"))
+
+
+# Resume inside a stage: fine-tuning long enough to be killed between two epochs.
+FINETUNE = ["--set", "finetune.epochs=4"]
+EPOCH_STATE = ".resume/20-finetune/*/state.pt"  # written at each epoch end (edgeslim.finetune.resume)
+
+
+def _stage_weights(out: Path, stage: str) -> str:
+    return json.loads((out / stage / "done.json").read_text())["files"]["model.safetensors"]
+
+
+@pytest.mark.slow  # ~4 min: two real runs and a killed one (benchmarks: pytest -m slow -k killed_mid)
+def test_killed_mid_finetuning_resumes_at_the_next_epoch_to_identical_artifacts(tmp_path_factory):
+    ref = tmp_path_factory.mktemp("ref-finetune") / "run"
+    reference = _artifact_hashes(_finish(ref, FINETUNE))
+    assert not (ref / ".resume").exists()  # a finished stage leaves no training state behind
+
+    out = tmp_path_factory.mktemp("killed-finetune") / "run"
+    _kill_at(out, EPOCH_STATE, extra=FINETUNE)  # SIGKILL once the first epoch is checkpointed
+    _check_killed(out, "20-finetune")
+    [state] = out.glob(EPOCH_STATE)
+    done = torch.load(state, map_location="cpu", weights_only=True)["epoch"]  # finished at the kill
+    assert 1 <= done < 4
+    log: list[str] = []
+    manifest = _finish(out, FINETUNE, log)
+    assert f"fine-tune: resumed after epoch {done}, continuing at epoch {done + 1}" in log[0]
+    assert manifest["stages"]["10-compress"]["cached"] and not manifest["stages"]["20-finetune"]["cached"]
+    assert _stage_weights(out, "20-finetune") == _stage_weights(ref, "20-finetune")
+    assert _artifact_hashes(manifest) == reference
+    assert json.loads((out / "20-finetune" / "done.json").read_text())["outputs"]["epochs"] == 4
+    assert not (out / ".resume").exists() and not list(out.rglob(".*.tmp-*"))

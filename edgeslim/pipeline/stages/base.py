@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Generic, Optional, TypeVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from edgeslim.data import DataBundle, fingerprint, load_data
+from edgeslim.data import DataBundle, fingerprint, load_data, resolve_augment
 from edgeslim.io import sha256_file
 from edgeslim.pipeline.context import Context
 from edgeslim.pipeline.stage import StageResult
@@ -57,13 +57,15 @@ class DataSlice(Slice):
     num_classes: int
     seed: int
     content: Optional[str] = None
+    augment: bool = False  # data.augment resolved (auto -> image folders): it changes training
 
     @classmethod
     def of(cls, recipe: Recipe) -> "DataSlice":
         d = recipe.data
         return cls(name=d.name, val_fraction=d.val_fraction, limit_train=d.limit_train,
                    limit_val=d.limit_val, input_size=recipe.model.input_size,
-                   num_classes=recipe.model.num_classes, seed=recipe.seed, content=fingerprint(d.name))
+                   num_classes=recipe.model.num_classes, seed=recipe.seed, content=fingerprint(d.name),
+                   augment=resolve_augment(d.name, d.augment))
 
     def load(self, ctx: Context) -> DataBundle:
         """The dataset, loaded once per run (stages with equal data slices share it)."""
@@ -71,7 +73,8 @@ class DataSlice(Slice):
         if key not in ctx.cache:
             ctx.cache[key] = load_data(self.name, input_size=self.input_size, num_classes=self.num_classes,
                                        seed=self.seed, val_fraction=self.val_fraction,
-                                       limit_train=self.limit_train, limit_val=self.limit_val)
+                                       limit_train=self.limit_train, limit_val=self.limit_val,
+                                       augment=self.augment)
         return ctx.cache[key]
 
     def example_input(self, batch: int = 1) -> torch.Tensor:

@@ -8,6 +8,8 @@ from typing import Any, Optional
 import torch
 
 from edgeslim.finetune.config import BaselineCfg
+from edgeslim.finetune.device import Placement, resolve
+from edgeslim.finetune.resume import EpochCheckpoints
 from edgeslim.finetune.train import TrainSpec, evaluate, train
 from edgeslim.io import sha256_file, write_json
 from edgeslim.models.checkpoint import save_model
@@ -25,6 +27,8 @@ class BaselineSlice(Slice):
     weights: Optional[str] = None  # the path as given (for loading)
     weights_sha256: Optional[str] = None  # what the key really depends on
     train: Optional[BaselineCfg] = None  # only when there are no weights to load
+    # where it trains, resolved here (auto is another key on another machine); None with weights
+    placement: Optional[Placement] = None
 
 
 class BaselineStage(Stage[BaselineSlice]):
@@ -35,7 +39,8 @@ class BaselineStage(Stage[BaselineSlice]):
         return BaselineSlice(model=ModelSpec.of(recipe), data=DataSlice.of(recipe),
                              batch_size=recipe.data.batch_size, weights=w,
                              weights_sha256=sha256_file(w) if w and Path(w).is_file() else None,
-                             train=None if w else recipe.baseline)
+                             train=None if w else recipe.baseline,
+                             placement=None if w else resolve(recipe.train))
 
     def run(self, workdir: Path, inputs: dict[str, StageResult], cfg: BaselineSlice,
             ctx: Context) -> dict[str, Any]:
@@ -50,7 +55,8 @@ class BaselineStage(Stage[BaselineSlice]):
         else:
             history = train(model, data, TrainSpec.of(cfg.train, batch_size=cfg.batch_size,
                                                       seed=cfg.data.seed),
-                            reporter=ctx.reporter, description="baseline")
+                            reporter=ctx.reporter, description="baseline", placement=cfg.placement,
+                            resume=EpochCheckpoints.at(ctx.resume_dir, log=ctx.log, label="baseline"))
             source = "trained"
         check_finite(model, "baseline model")
         acc = evaluate(model, cfg.data.val_loader(data, cfg.batch_size))

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
 from edgeslim.compress import METHODS, CompressJob
 from edgeslim.compress.config import CompressCfg
 from edgeslim.compress.report import compression_report
+from edgeslim.finetune.resume import EpochCheckpoints
+from edgeslim.finetune.device import Placement, resolve
 from edgeslim.finetune.train import TrainSpec, evaluate
 from edgeslim.finetune.trainer import LoopTrainer
 from edgeslim.io import write_json
@@ -30,6 +32,7 @@ class CompressSlice(Slice):
     batch_size: int  # the methods' scoring, recalibration and training batches
     compress: CompressCfg
     schedules: dict[str, TrainSpec] = {}  # the training settings the method declared
+    placement: Optional[Placement] = None  # where those train; None when the method does not
 
 
 def schedules_of(recipe: Recipe, names: tuple[str, ...] | list[str]) -> dict[str, TrainSpec]:
@@ -45,9 +48,10 @@ class CompressStage(Stage[CompressSlice]):
 
     def slice(self, recipe: Recipe, **where: Any) -> CompressSlice:
         method = METHODS.get(recipe.compress.method)
+        schedules = schedules_of(recipe, method.schedules(recipe.compress))
         return CompressSlice(model=ModelSpec.of(recipe), data=DataSlice.of(recipe),
                              batch_size=recipe.data.batch_size, compress=recipe.compress,
-                             schedules=schedules_of(recipe, method.schedules(recipe.compress)))
+                             schedules=schedules, placement=resolve(recipe.train) if schedules else None)
 
     def run(self, workdir: Path, inputs: dict[str, StageResult], cfg: CompressSlice,
             ctx: Context) -> dict[str, Any]:
@@ -63,7 +67,8 @@ class CompressStage(Stage[CompressSlice]):
             torch.manual_seed(seed)
             return build_model(spec["name"], num_classes=spec["num_classes"], kwargs=spec["kwargs"])
 
-        trainer = LoopTrainer(data, cfg.schedules, reporter=ctx.reporter, after_step_for=method.after_step)
+        trainer = LoopTrainer(data, cfg.schedules, reporter=ctx.reporter, after_step_for=method.after_step,
+                              placement=cfg.placement, resume=EpochCheckpoints.at(ctx.resume_dir, log=ctx.log))
         job = CompressJob(model=model, example_inputs=cfg.data.example_input(), data=data,
                           cfg=cfg.compress, options=method.options_of(cfg.compress), spec=spec,
                           log=ctx.log, batch_size=cfg.batch_size, seed=seed,

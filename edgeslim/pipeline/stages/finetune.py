@@ -10,7 +10,9 @@ import torch
 
 from edgeslim.compress import METHODS
 from edgeslim.finetune.config import DistillCfg, FinetuneCfg
+from edgeslim.finetune.device import Placement, resolve
 from edgeslim.finetune.distill import build_distillation
+from edgeslim.finetune.resume import EpochCheckpoints
 from edgeslim.finetune.train import TrainSpec, evaluate, train
 from edgeslim.io import sha256_file, write_json
 from edgeslim.models.checkpoint import STRUCTURE, load_model, save_model
@@ -29,6 +31,7 @@ class FinetuneSlice(Slice):
     # A teacher given by path (a weights file or a saved model folder) is read by content:
     # replacing the file must rerun the distillation, as model.weights does the baseline.
     teacher_sha256: Optional[str] = None
+    placement: Optional[Placement] = None  # where it trains (resolved); None with 0 epochs
 
 
 def teacher_hash(cfg: Optional[DistillCfg]) -> Optional[str]:
@@ -51,7 +54,8 @@ class FinetuneStage(Stage[FinetuneSlice]):
         if recipe.compress.method == "none":  # an unchanged model has nothing to recover (compress/none.py)
             ft = ft.model_copy(update={"epochs": 0, "distill": None})
         return FinetuneSlice(data=DataSlice.of(recipe), batch_size=recipe.data.batch_size, finetune=ft, method=recipe.compress.method,
-                             teacher_sha256=teacher_hash(ft.distill))
+                             teacher_sha256=teacher_hash(ft.distill),
+                             placement=resolve(recipe.train) if ft.epochs > 0 else None)
 
     @staticmethod
     def needs_teacher(cfg: FinetuneSlice) -> bool:
@@ -74,7 +78,9 @@ class FinetuneStage(Stage[FinetuneSlice]):
                                                 example=cfg.data.example_input(2))
         history = train(model, data, TrainSpec.of(ft, batch_size=cfg.batch_size, seed=seed),
                         reporter=ctx.reporter, loss_fn=loss_fn, extra_params=extra,
-                        after_step=method.after_step(model), description="fine-tune")
+                        after_step=method.after_step(model), description="fine-tune",
+                        placement=cfg.placement,
+                        resume=EpochCheckpoints.at(ctx.resume_dir, log=ctx.log, label="fine-tune"))
         check_finite(model, "fine-tuned model")
         acc = evaluate(model, cfg.data.val_loader(data, cfg.batch_size))
         spec = json.loads((compressed / STRUCTURE).read_text())["spec"]
