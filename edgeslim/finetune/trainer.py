@@ -59,7 +59,7 @@ class LoopTrainer:
         self.reporter = reporter or NullReporter()
         self.after_step_for = after_step_for
         self.resume = resume
-        self.calls = 0  # fit calls so far: the sub-store of the next one
+        self._fits = 0  # fit calls so far: the sub-store of the next one
 
     def spec(self, schedule: str) -> TrainSpec:
         if schedule not in self.schedules:
@@ -77,8 +77,8 @@ class LoopTrainer:
                                    **({} if epochs is None else {"epochs": epochs}))
         if after_step is None and self.after_step_for is not None:
             after_step = self.after_step_for(model)
-        resume = self.resume.sub(f"fit-{self.calls}", label=description) if self.resume else None
-        self.calls += 1
+        resume = self.resume.sub(f"fit-{self._fits}", label=description) if self.resume else None
+        self._fits += 1
         return train(model, self.data, spec, reporter=self.reporter, loss_fn=loss_fn,
                      extra_params=extra_params, after_step=after_step, description=description,
                      resume=resume, placement=self.placement)
