@@ -25,7 +25,7 @@ from edgeslim.data.config import DataCfg
 from edgeslim.errors import EdgeslimError, RecipeError
 from edgeslim.exporters import EXPORTERS
 from edgeslim.exporters.config import ExportCfg, ParityCfg
-from edgeslim.finetune.config import BaselineCfg, DistillCfg, FinetuneCfg, TrainCfg
+from edgeslim.finetune.config import BaselineCfg, ControlCfg, DistillCfg, FinetuneCfg, TrainCfg
 from edgeslim.finetune.distill import LOSSES
 from edgeslim.models.config import ModelCfg
 from edgeslim.quantizers.config import QuantizeCfg
@@ -37,7 +37,7 @@ from edgeslim.targets.config import ProfileCfg, TargetCfg
 # Every section, re-exported: ``from edgeslim.recipe import CompressCfg`` keeps working.
 __all__ = ["Recipe", "load_recipe", "recipe_from_dict", "recipe_to_dict", "dump_recipe",
            "apply_overrides", "ModelCfg", "DataCfg", "BaselineCfg", "CompressCfg", "DistillCfg",
-           "FinetuneCfg", "TrainCfg", "ParityCfg", "ExportCfg", "QuantizeCfg", "ProfileCfg", "TargetCfg",
+           "FinetuneCfg", "ControlCfg", "TrainCfg", "ParityCfg", "ExportCfg", "QuantizeCfg", "ProfileCfg", "TargetCfg",
            "ConstraintsCfg"]
 
 
@@ -49,6 +49,7 @@ class Recipe(StrictModel):
     baseline: BaselineCfg = BaselineCfg()
     compress: CompressCfg = Field(default_factory=CompressCfg)
     finetune: FinetuneCfg = FinetuneCfg()
+    control: ControlCfg = ControlCfg()  # the baseline trained as long as the compressed model
     train: TrainCfg = TrainCfg()  # device, precision, workers, EMA of every training stage
     export: ExportCfg = Field(default_factory=ExportCfg)
     quantize: QuantizeCfg = QuantizeCfg()

@@ -1,4 +1,5 @@
-"""Datasets: ``digits``, ``synthetic`` and ``imagefolder:PATH``, all as a :class:`DataBundle`.
+"""Datasets: ``digits``, ``synthetic``, ``imagefolder:PATH``, ``idx:DIR`` and ``fashion-mnist``,
+all as a :class:`DataBundle`.
 
 Every bundle says how an image becomes an input (:class:`Preprocessing`) and names its
 classes, and :func:`describe_data` says both without loading the images (a release's
@@ -23,6 +24,7 @@ from edgeslim.data.augment import describe_augmentation, resolve_augment
 from edgeslim.data.bundle import DataBundle, Preprocessing
 from edgeslim.data.digits import load_digits_bundle
 from edgeslim.data.cache import cache_dir
+from edgeslim.data.idx import FASHION_MNIST_DIR, fingerprint_idx, load_idx_bundle
 from edgeslim.data.imagefolder import folder_fingerprint, load_imagefolder_bundle, scan_folder
 from edgeslim.data.synthetic import load_synthetic_bundle
 from edgeslim.errors import DataError
@@ -31,8 +33,8 @@ from edgeslim.registry import suggest
 __all__ = ["DataBundle", "Preprocessing", "load_data", "describe_data", "fingerprint", "resolve_augment",
            "cache_dir", "DATA_NAMES"]
 
-# What a recipe may name; imagefolder takes a path after the colon.
-DATA_NAMES = ("digits", "synthetic", "imagefolder:PATH")
+# What a recipe may name; imagefolder and idx take a path after the colon.
+DATA_NAMES = ("digits", "synthetic", "imagefolder:PATH", "idx:DIR", "fashion-mnist")
 
 
 def load_data(
@@ -83,6 +85,11 @@ def _load(name: str, *, num_classes: int, val_fraction: float, **options) -> Dat
         bundle.preprocessing = Preprocessing(int(input_size), "none: inputs are standard normal noise",
                                              1.0, (0.0,) * 3, (1.0,) * 3, "RGB")
         return bundle
+    idx_root = _idx_root(name)
+    if idx_root is not None:
+        bundle = load_idx_bundle(idx_root, num_classes=num_classes, **options)
+        bundle.preprocessing = _idx_preprocessing(bundle, int(input_size))
+        return bundle
     path = _folder(name)
     bundle = load_imagefolder_bundle(path, num_classes=num_classes, val_fraction=val_fraction, **options)
     bundle.preprocessing = _imagefolder_preprocessing(int(input_size))
@@ -105,6 +112,10 @@ def describe_data(name: str, *, input_size: int, num_classes: int, seed: int = 0
         b = load_data(name, input_size=input_size, num_classes=num_classes, seed=seed,
                       val_fraction=val_fraction, limit_train=1, limit_val=1)
         return b.classes(), b.preprocessing
+    idx_root = _idx_root(name)
+    if idx_root is not None:  # the train mean/std are part of the preprocessing: load once
+        b = load_data(name, input_size=input_size, num_classes=num_classes, seed=seed, limit_val=1)
+        return b.classes(), b.preprocessing
     classes, _ = scan_folder(Path(_folder(name)).expanduser())
     return tuple(classes), _imagefolder_preprocessing(int(input_size))
 
@@ -118,6 +129,9 @@ def fingerprint(name: str) -> str | None:
     size and time is not seen). A missing folder gives None: loading it says so clearly.
     """
     name = str(name).strip()
+    idx_root = _idx_root(name)
+    if idx_root is not None:
+        return fingerprint_idx(idx_root)
     if not name.startswith("imagefolder:"):
         return None
     root = Path(name[len("imagefolder:"):].strip()).expanduser()
@@ -131,8 +145,31 @@ def _folder(name: str) -> str:
         if not path:
             raise DataError("data 'imagefolder:' needs a folder path, e.g. imagefolder:data/flowers")
         return path
-    hint = suggest(name.split(":", 1)[0], ("digits", "synthetic", "imagefolder"))
+    hint = suggest(name.split(":", 1)[0], ("digits", "synthetic", "imagefolder", "idx", "fashion-mnist"))
     raise DataError(f"unknown data '{name}'{hint} (known: {', '.join(DATA_NAMES)})")
+
+
+def _idx_root(name: str) -> Path | None:
+    """The folder of ``idx:DIR`` or ``fashion-mnist``; None for other names."""
+    if name == "fashion-mnist":
+        if not FASHION_MNIST_DIR.is_dir():
+            raise DataError(f"data 'fashion-mnist' reads {FASHION_MNIST_DIR}, which is not there: install it "
+                            "with 'apt-get install dataset-fashion-mnist' (Debian/Ubuntu), or point "
+                            "data.name at a folder of its IDX files with idx:DIR")
+        return FASHION_MNIST_DIR
+    if name == "idx" or name.startswith("idx:"):
+        path = name[len("idx:"):].strip()
+        if not path:
+            raise DataError("data 'idx:' needs a folder of IDX files, e.g. idx:data/mnist")
+        return Path(path).expanduser()
+    return None
+
+
+def _idx_preprocessing(bundle: DataBundle, size: int) -> Preprocessing:
+    mean, std = bundle.train.mean, bundle.train.std
+    return Preprocessing(size, f"the grayscale IDX image resized to {size}x{size} (bilinear, "
+                         "align_corners=False, rounded to 8 bits)", 1 / 255, (mean,) * 3, (std,) * 3,
+                         "grayscale, repeated into the 3 channels")
 
 
 def _imagefolder_preprocessing(size: int) -> Preprocessing:

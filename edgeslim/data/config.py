@@ -10,7 +10,7 @@ from edgeslim.config import StrictModel
 
 
 class DataCfg(StrictModel):
-    name: str = "digits"  # digits | synthetic | imagefolder:PATH
+    name: str = "digits"  # digits | synthetic | imagefolder:PATH | idx:DIR | fashion-mnist
     batch_size: int = Field(64, gt=0)
     calibration_samples: int = Field(256, gt=0)  # drawn from the training split only
     val_fraction: float = Field(0.2, gt=0, lt=1)

@@ -20,6 +20,19 @@ class BaselineCfg(StrictModel):
     warmup_epochs: float = Field(1.0, ge=0)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     weight_decay: float = Field(5e-4, ge=0)
+    # A converged reference (edgeslim.finetune.convergence): stop once val accuracy has not
+    # gained min_delta for `patience` epochs, keep the best epoch; epochs is the cap. null =
+    # train every epoch (the report then says convergence was not checked).
+    patience: Optional[int] = Field(3, ge=1)
+    min_delta: float = Field(0.001, ge=0)
+
+
+class ControlCfg(StrictModel):
+    """The "trained longer" control: the baseline fine-tuned with the ``finetune`` section
+    (its epochs, lr, schedule), uncompressed, so a compressed row's accuracy is set against
+    the same extra training and not only against the baseline."""
+
+    enabled: bool = True
 
 
 class TrainCfg(StrictModel):

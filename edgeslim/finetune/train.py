@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from edgeslim.errors import EdgeslimError
 from edgeslim.finetune import distributed
+from edgeslim.finetune.convergence import EarlyStop
 from edgeslim.finetune.device import Placement, local_device
 from edgeslim.finetune.resume import rng_states, set_rng_states
 from edgeslim.pipeline.context import NullReporter, Reporter
@@ -55,6 +56,10 @@ class TrainSpec:
     # Resume the schedule at this epoch: the lr follows the cosine over start_epoch + epochs
     # epochs from there (lottery-ticket rewinding replays the rest of a schedule).
     start_epoch: int = 0
+    # Stop when val accuracy has not gained min_delta for this many epochs, keeping the best
+    # epoch's weights (edgeslim.finetune.convergence); None trains every epoch.
+    patience: Optional[int] = None
+    min_delta: float = 0.0
 
     @classmethod
     def of(cls, section: Any, *, batch_size: int, seed: int, epochs: Optional[int] = None) -> "TrainSpec":
@@ -66,7 +71,8 @@ class TrainSpec:
         """
         momentum = getattr(section, "momentum", 0.9)  # the baseline section has none: it trains at 0.9
         return cls(section.epochs if epochs is None else epochs, section.lr, section.optimizer, momentum,
-                   section.weight_decay, batch_size, seed, warmup_epochs=section.warmup_epochs)
+                   section.weight_decay, batch_size, seed, warmup_epochs=section.warmup_epochs,
+                   patience=getattr(section, "patience", None), min_delta=getattr(section, "min_delta", 0.0))
 
 
 def make_optimizer(params, spec: TrainSpec) -> torch.optim.Optimizer:
@@ -249,6 +255,7 @@ def train(
     ema = WeightEma(model, place.ema) if place.ema else None
     augment = getattr(data, "augment_batch", None)
     gen = torch.Generator(device=device).manual_seed(spec.seed)  # augmentation draws
+    stop = EarlyStop(spec.patience, spec.min_delta)
     # One sampler in every mode, so a 1-process run and an N-process run see the same global
     # batches (rank r takes positions r, r+N, ... of the same permutation); only full batches.
     sampler = DistributedSampler(data.train, num_replicas=size, rank=rank, shuffle=True,
@@ -273,6 +280,9 @@ def train(
         if "augment" in state["rng"]:
             gen.set_state(state["rng"]["augment"])
         first, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
+        stop.load_state(state.get("early_stop"))
+        if state.get("stopped"):
+            first = spec.epochs  # the patience rule had ended it
     dm = distributed.prepare(model)
     seconds: list[float] = []
     try:
@@ -331,19 +341,28 @@ def train(
                     "images_per_s": sums[2] / max(train_s, 1e-9),
                 })
                 seconds.append(time.perf_counter() - began)
+                stopped = stop.update(epoch + 1, val, ema.state if ema is not None else model.state_dict())
                 if resume is not None:
                     resume.save(_cpu({
                         "epoch": epoch + 1, "step": step, "model": model.state_dict(),
                         "optimizer": opt.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                         "ema": ema.state if ema is not None else None, "extra": [p.detach() for p in extra],
-                        "rng": {**rng_states(), "augment": gen.get_state()}, "history": history}))
+                        "rng": {**rng_states(), "augment": gen.get_state()}, "history": history,
+                        "early_stop": stop.to_state() if stop.active else None, "stopped": stopped}))
                 if rank == 0:
                     eta = sum(seconds) / len(seconds) * (spec.epochs - epoch - 1)
                     reporter.log(epoch_line(description, history[-1], spec.epochs, eta))
+            if stopped:
+                if rank == 0:
+                    reporter.log(f"{description}: no gain for {spec.patience} epochs after epoch "
+                                 f"{stop.best_epoch}; stopping, keeping the epoch-{stop.best_epoch} weights")
+                break
         if ema is not None:  # what ships is the average
             model.load_state_dict(ema.state)
-            if after_step is not None:
-                after_step(model)
+        if stop.active:  # the best epoch's weights (the EMA's, when on)
+            stop.restore(model)
+        if (ema is not None or stop.active) and after_step is not None:
+            after_step(model)
     finally:
         dm.restore()
         # device-free results: the model, its teacher and extra parameters back on the CPU

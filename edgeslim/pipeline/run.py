@@ -40,6 +40,7 @@ from edgeslim.pipeline.stage import (
 from edgeslim.pipeline.stages import (
     BaselineStage,
     CompressStage,
+    ControlStage,
     ExportStage,
     FinetuneStage,
     ProfileInputs,
@@ -63,6 +64,7 @@ class RunSummary:
     baseline: Optional[StageResult] = None
     compressed: Optional[StageResult] = None
     finetuned: Optional[StageResult] = None
+    control: Optional[StageResult] = None  # the baseline trained as long (None when not run)
 
 
 def run_recipe(recipe: Recipe, out_dir: Path, *, reporter: Reporter | None = None,
@@ -124,6 +126,7 @@ def _run(recipe: Recipe, run_dir: Path, *, reporter: Reporter | None, wait: bool
         ft = FinetuneStage()
         teacher = base if ft.needs_teacher(ft.slice(recipe)) else None  # none: no distillation
         fine = stage(ft, {"compressed": comp, "teacher": teacher})
+        control = stage(ControlStage(), {"baseline": base}) if ControlStage.wanted(recipe) else None
         distributed.finish()
         if rank != 0:  # export, quantize and profile run once, on rank 0
             return RunSummary(run_dir, [], stage.done, time.perf_counter() - t0)
@@ -133,7 +136,7 @@ def _run(recipe: Recipe, run_dir: Path, *, reporter: Reporter | None, wait: bool
         prof = stage(ProfileStage(), inputs.as_inputs(),
                      extra_key=[s.to_json() for s in skipped], run_inputs=inputs)
         rows = read_json(prof.dir / "results.json")
-        summary = RunSummary(run_dir, rows, stage.done, time.perf_counter() - t0, base, comp, fine)
+        summary = RunSummary(run_dir, rows, stage.done, time.perf_counter() - t0, base, comp, fine, control)
         write_reports(summary, recipe)
         return summary
 

@@ -39,6 +39,30 @@ def _ratio_words(recipe: Recipe, comp_report: dict) -> str:
             f"{100 * comp_report.get('macs_reduction', notes.get('macs_reduction', 0)):.1f}% of MACs removed")
 
 
+def _convergence_words(conv: dict | None) -> str:
+    if not conv or conv.get("converged") is None:
+        return "" if not conv else f"; convergence {conv['reason']}"
+    return f"; {'converged' if conv['converged'] else 'NOT converged'}: {conv['reason']}"
+
+
+def _points(a: float | None, b: float | None) -> str:
+    return "—" if a is None or b is None else f"{100 * (a - b):+.2f} pts"
+
+
+def _cost_lines(base: dict, fine: dict, control: dict | None) -> list[str]:
+    """What compression cost, against the baseline and against the baseline trained as long."""
+    if fine.get("epochs", 0) == 0 or fine.get("accuracy") is None:
+        return []
+    lines = [f"- what compression cost (fine-tuned − baseline): {_points(fine['accuracy'], base.get('accuracy'))}"]
+    if control is None:
+        return lines + ["- no \"trained longer\" control (control.enabled is false): part of the figure above "
+                        "may be the fine-tuning epochs, not the compression"]
+    lines.append(f"- against the baseline trained {control['epochs']} more epochs the same way "
+                 f"(\"trained longer\" control, {100 * control['accuracy']:.2f}%): "
+                 f"{_points(fine['accuracy'], control['accuracy'])}; this is what compression itself cost")
+    return lines
+
+
 def write_reports(summary: Any, recipe: Recipe) -> None:
     run_dir: Path = summary.run_dir
     rows = summary.rows
@@ -53,12 +77,14 @@ def write_reports(summary: Any, recipe: Recipe) -> None:
         f"`{recipe.data.name}`, compression `{recipe.compress.method}` "
         f"({_ratio_words(recipe, comp_report)}, {recipe.compress.scope}).", "",
         "## Model", "",
-        f"- baseline accuracy (PyTorch): {acc(base.get('accuracy'))} ({base.get('source')})",
+        f"- baseline accuracy (PyTorch): {acc(base.get('accuracy'))} ({base.get('source')}"
+        f"{_convergence_words(base.get('convergence'))})",
         f"- params {comp_report['params_before']:,} → {comp_report['params_after']:,} "
         f"({comp_report['params_ratio']:.3f}×), MACs {comp_report['macs_before']:,} → "
         f"{comp_report['macs_after']:,} ({comp_report['macs_ratio']:.3f}×)",
         f"- accuracy right after compression: {acc(comp_report.get('accuracy_before_finetune'))}; "
-        f"after fine-tuning: {acc(fine.get('accuracy'))}", "",
+        f"after fine-tuning: {acc(fine.get('accuracy'))}",
+        *_cost_lines(base, fine, summary.control.outputs if summary.control else None), "",
         "## Artifacts", "", markdown_table(rows), "",
         "## How these were measured", "", _semantics_line(rows) or "- nothing was measured", "",
         "Latency is measured on the artifact in its runtime, not on the PyTorch model; accuracy is "

@@ -8,6 +8,7 @@ from typing import Any, Optional
 import torch
 
 from edgeslim.finetune.config import BaselineCfg
+from edgeslim.finetune.convergence import verdict
 from edgeslim.finetune.device import Placement, resolve
 from edgeslim.finetune.resume import EpochCheckpoints
 from edgeslim.finetune.train import TrainSpec, evaluate, train
@@ -62,4 +63,8 @@ class BaselineStage(Stage[BaselineSlice]):
         acc = evaluate(model, cfg.data.val_loader(data, cfg.batch_size))
         save_model(model, workdir, spec)
         write_json(workdir / "history.json", history)
-        return {"source": source, "accuracy": acc, "epochs": len(history)}
+        out = {"source": source, "accuracy": acc, "epochs": len(history)}
+        if cfg.train is not None:
+            out["convergence"] = verdict(history, patience=cfg.train.patience, cap=cfg.train.epochs,
+                                         min_delta=cfg.train.min_delta)
+        return out
