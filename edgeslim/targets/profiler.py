@@ -146,14 +146,33 @@ def peak_rss_mb() -> Optional[float]:
         return None
 
 
+def _status_mb(*fields: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key = line.split(":", 1)[0]
+                if key in fields:
+                    out[key] = int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
 def reset_peak_rss() -> bool:
-    """Restart the peak-RSS count from the current RSS (Linux >= 4.0); False where unsupported."""
+    """Restart the peak-RSS count from the current RSS (Linux >= 4.0); False where unsupported.
+
+    Some kernels and sandboxes accept the write to ``clear_refs`` and ignore it, so the
+    reset counts only when the peak afterwards is the current RSS (within 16 MiB that
+    another thread may have allocated meanwhile).
+    """
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return True
     except OSError:
         return False
+    mem = _status_mb("VmHWM", "VmRSS")
+    return len(mem) == 2 and mem["VmHWM"] - mem["VmRSS"] <= 16
 
 
 def process_affinity() -> Optional[list[int]]:
