@@ -205,11 +205,11 @@ DropOpt = typer.Option(None, "--max-accuracy-drop", help="accuracy drop allowed,
 RetrainOpt = typer.Option(None, "--retrain", help="retraining budget: none|short|full")
 
 
-def _plan_inputs(recipe, set_, target, latency_ms, percentile, max_bytes, max_accuracy_drop, retrain):
+def _plan_inputs(recipe, set_, target, latency_ms, percentile, max_bytes, max_accuracy_drop, retrain, seeds=None):
     from edgeslim.select.plan import plan_inputs
 
     return plan_inputs(recipe, set_ or [], targets=target, latency_ms=latency_ms, percentile=percentile,
-                       max_bytes=max_bytes, max_accuracy_drop=max_accuracy_drop, retrain=retrain)[0]
+                       max_bytes=max_bytes, max_accuracy_drop=max_accuracy_drop, retrain=retrain, seeds=seeds)[0]
 
 
 @app.command()
@@ -220,6 +220,8 @@ def plan(
     latency_ms: Optional[List[str]] = LatencyOpt, percentile: Optional[str] = PercentileOpt,
     max_bytes: Optional[int] = BytesOpt, max_accuracy_drop: Optional[float] = DropOpt,
     retrain: Optional[str] = RetrainOpt,
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="runs of every candidate that trains, at fine-tune "
+                                        "seeds s, s+1, ...: accuracy as mean ± sd, overlaps tie (default 1)"),
 ) -> None:
     """Propose candidates from the constraints, run and measure each, choose per target."""
     from edgeslim.report.plan_report import write_plan
@@ -228,7 +230,7 @@ def plan(
     from edgeslim.select.prior import candidate_notes
 
     with _user_errors():
-        r = _plan_inputs(recipe, set_, target, latency_ms, percentile, max_bytes, max_accuracy_drop, retrain)
+        r = _plan_inputs(recipe, set_, target, latency_ms, percentile, max_bytes, max_accuracy_drop, retrain, seeds)
         plan_dir = out_dir or Path("runs") / f"{r.name}-plan"
         rep = RichReporter(err)
         with rep.progress:
@@ -239,6 +241,8 @@ def plan(
         out.print(line)
     for note in candidate_notes(r, result.constraints):  # why the candidate set is narrow
         out.print(f"not proposed: {note}", highlight=False)
+    if result.resolution is not None:
+        out.print(result.resolution.text(), highlight=False)
     cached = ", every stage cached" if result.all_cached else ""
     out.print(f"results: {plan_dir / 'results.json'}  report: {plan_dir / 'report.html'}  "
               f"({result.seconds:.0f}s{cached})", highlight=False)

@@ -82,3 +82,11 @@ class FinetuneCfg(StrictModel):
     # MACs, 8 epochs at 0.05: 98.3-98.6% with or without one epoch of it).
     warmup_epochs: float = Field(0.0, ge=0)
     distill: Optional[DistillCfg] = None
+    # The seed of the training after the baseline (fine-tuning, the control, what a compression
+    # method trains); null = the recipe's seed. Separate from that one, which also draws the data
+    # split and trains the baseline: `plan --seeds N` varies this, so only what trains after repeats.
+    seed: Optional[int] = None
+
+    def seed_or(self, default: int) -> int:
+        """``seed`` when set, else ``default`` (the recipe's). Example: ``FinetuneCfg().seed_or(3) == 3``."""
+        return default if self.seed is None else self.seed

@@ -19,6 +19,10 @@ from typing import Any, Optional
 
 from edgeslim.recipe import Recipe
 
+# the precision of quantization-aware training: its cells come from the QAT stages
+# (pipeline/stages/qat.py), not from a registered post-training quantizer
+QAT = "int8-qat"
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -44,6 +48,11 @@ class Cell:
             return None
         return f"40-quantize/{self.variant.name}-{self.format}-{self.precision}"
 
+    @property
+    def qat_folder(self) -> str:
+        """Where the variant trains with fake quantizers, once for all its formats."""
+        return qat_folder(self.variant)
+
 
 @dataclass(frozen=True)
 class Skipped:
@@ -67,6 +76,11 @@ def variants(recipe: Recipe) -> list[Variant]:
     if recipe.export.include_baseline and recipe.compress.method != "none":
         out.insert(0, Variant("baseline", "none", "00-baseline"))
     return out
+
+
+def qat_folder(variant: Variant) -> str:
+    """``35-qat/<variant>``: the quantization-aware training of one variant's model."""
+    return f"35-qat/{variant.name}"
 
 
 def cells(recipe: Recipe, variant: Variant, fmt: str) -> list[Cell]:

@@ -28,7 +28,7 @@ from edgeslim.finetune import distributed
 from edgeslim.io import atomic_write_text, read_json, sha256_json
 from edgeslim.pipeline.context import Context, Reporter
 from edgeslim.pipeline.lock import RunLock, recipe_change
-from edgeslim.pipeline.matrix import Cell, Skipped, all_precisions, cells, variants
+from edgeslim.pipeline.matrix import QAT, Cell, Skipped, all_precisions, cells, variants
 from edgeslim.pipeline.preflight import preflight
 from edgeslim.pipeline.stage import (
     StageResult,
@@ -45,6 +45,8 @@ from edgeslim.pipeline.stages import (
     FinetuneStage,
     ProfileInputs,
     ProfileStage,
+    QatStage,
+    QatTrainStage,
     QuantizeStage,
     Stage,
 )
@@ -146,6 +148,7 @@ def _artifacts(recipe: Recipe, stage: _Runner, models: dict[str, StageResult]
     """Export and quantize every cell of the matrix; what cannot be made is skipped."""
     artifacts: list[tuple[Artifact, StageResult]] = []
     skipped: list[Skipped] = []
+    trained: dict[str, StageResult] = {}  # the QAT training of each variant, shared by its formats
     for variant in variants(recipe):
         for fmt in recipe.export.formats:
             todo, fp32 = cells(recipe, variant, fmt), Cell(variant, fmt, "fp32")
@@ -159,12 +162,31 @@ def _artifacts(recipe: Recipe, stage: _Runner, models: dict[str, StageResult]
                 if cell.quantize_folder is None:
                     artifacts.append((parent, exp))
                     continue
-                if f"{fmt}-{cell.precision}" not in QUANTIZERS:
+                if cell.precision == QAT:
+                    q = _qat(recipe, stage, models, cell, exp, trained)
+                elif f"{fmt}-{cell.precision}" not in QUANTIZERS:
                     skipped.append(Skipped(cell, f"no {cell.precision} quantizer for {fmt}"))
                     continue
-                q = stage(QuantizeStage(), {"parent": exp}, folder=cell.quantize_folder, cell=cell)
+                else:
+                    q = stage(QuantizeStage(), {"parent": exp}, folder=cell.quantize_folder, cell=cell)
                 if "skipped" in q.outputs:
                     skipped.append(Skipped(cell, q.outputs["skipped"]))
                     continue
                 artifacts.append((Artifact.from_json(q.outputs["artifact"], q.dir), q))
     return artifacts, skipped
+
+
+def _qat(recipe: Recipe, stage: _Runner, models: dict[str, StageResult], cell: Cell, exp: StageResult,
+         trained: dict[str, StageResult]) -> StageResult:
+    """One int8-qat cell: the variant's quantization-aware training (once, for all its
+    formats; not at all when no format can take it), then the format's artifact."""
+    inputs: dict[str, Optional[StageResult]] = {"qat": None, "parent": exp}
+    if not QatStage().slice(recipe, cell=cell).unavailable:
+        if cell.qat_folder not in trained:
+            train = QatTrainStage()
+            teacher = models[BaselineStage.folder] \
+                if train.needs_teacher(train.slice(recipe, variant=cell.variant)) else None
+            trained[cell.qat_folder] = stage(train, {"model": models[cell.variant.source], "teacher": teacher},
+                                             folder=cell.qat_folder, variant=cell.variant)
+        inputs["qat"] = trained[cell.qat_folder]
+    return stage(QatStage(), inputs, folder=cell.quantize_folder, cell=cell)

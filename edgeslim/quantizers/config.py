@@ -7,10 +7,21 @@ from typing import Literal, Optional, Union
 from pydantic import Field
 
 from edgeslim.config import StrictModel
+from edgeslim.quantizers.qat import QatCfg
+
+
+class SensitivityCfg(StrictModel):
+    """``quantize.sensitivity``: per-layer INT8 sensitivity, written as ``sensitivity.json``."""
+
+    enabled: bool = False
+    # the first this many val images: each quantizable layer is quantized alone and scored on
+    # them, so the cost is (layers + 2) evaluations of this many images
+    samples: int = Field(512, gt=0)
 
 
 class QuantizeCfg(StrictModel):
-    precisions: list[Literal["fp32", "fp16", "bf16", "int8"]] = ["fp32", "fp16", "int8"]
+    # int8-qat: quantization-aware training (edgeslim/quantizers/qat.py), trained per variant
+    precisions: list[Literal["fp32", "fp16", "bf16", "int8", "int8-qat"]] = ["fp32", "fp16", "int8"]
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     per_channel: bool = True
     symmetric_activations: bool = False  # TensorRT-style symmetric INT8 activations
@@ -18,7 +29,8 @@ class QuantizeCfg(StrictModel):
     # uint8 x int8 with VPMADDUBSW, whose int16 sums saturate at 8 bits; "auto" = on when
     # this CPU has AVX2 but neither AVX-512 VNNI nor AVX-VNNI (it builds for itself).
     reduce_range: Union[bool, Literal["auto"]] = "auto"
-    # points of top-1 accuracy; set = accuracy-controlled PTQ (NNCF) on the labelled val split
+    # points of top-1 accuracy; set = accuracy-controlled PTQ on the labelled val split (NNCF for
+    # OpenVINO; for ONNX Runtime the most sensitive layers stay FP32 one by one, see fallback.py)
     max_accuracy_drop: Optional[float] = Field(None, ge=0)
     # INT8 may lose this much accuracy (points) against its FP32 parent before the
     # quantize stage fails; null = record only.
@@ -26,3 +38,5 @@ class QuantizeCfg(StrictModel):
     nncf_preset: Literal["performance", "mixed"] = "performance"
     nncf_fast_bias_correction: bool = True
     nncf_subset_size: Optional[int] = Field(None, gt=0)  # calibration images NNCF uses; null = all
+    sensitivity: SensitivityCfg = SensitivityCfg()
+    qat: QatCfg = QatCfg()  # how int8-qat trains (epochs, lr, distillation)

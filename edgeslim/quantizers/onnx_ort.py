@@ -5,6 +5,10 @@ Q/DQ pairs, per-channel INT8 weights and UINT8 activations (the fast path of ORT
 kernels), calibrated on training images with minmax, entropy or percentile ranges.
 ``quantize.symmetric_activations`` switches to symmetric INT8 activations and weights —
 what TensorRT expects from an explicit-quantization ONNX.
+With ``quantize.sensitivity.enabled`` each Conv/Gemm/MatMul is also quantized alone over the
+same ranges (``nodes_to_quantize``) and scored on the val split (``sensitivity.json``, see
+:mod:`.sensitivity`); with ``quantize.max_accuracy_drop`` the most sensitive of them stay in
+FP32 one by one (``nodes_to_exclude``) until the budget holds (:mod:`.fallback`).
 FP16: weights and arithmetic in FP16 with FP32 inputs/outputs kept at the boundary.
 """
 
@@ -19,15 +23,20 @@ import onnx
 
 from edgeslim.artifacts import Artifact
 from edgeslim.backends.common import quiet
-from edgeslim.errors import QuantizeError, first_line
+from edgeslim.errors import EdgeslimError, QuantizeError, first_line
 from edgeslim.exporters.onnx_files import check_onnx, load_onnx, save_onnx
 from edgeslim.quantizers.base import Quantizer, register_quantizer
 from edgeslim.quantizers.config import QuantizeCfg
 from edgeslim.quantizers.entropy import use_fast_entropy
+from edgeslim.quantizers.fallback import fallback
 from edgeslim.quantizers.onnx_graph import compact_names
+from edgeslim.quantizers.sensitivity import Reference, layer_sensitivity, summary, write_sensitivity
 from edgeslim.targets.base import cpu_info
 
 _CALIB = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+# the layers sensitivity scores and the fallback keeps in FP32: ops ORT quantizes with weights
+# (or as int8 matmuls); the Q/DQ it puts around Add, pooling and the like follow them
+QUANTIZABLE = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 class _Reader:
@@ -76,17 +85,62 @@ def resolve_reduce_range(setting: Any, isa: Optional[list[str]] = None) -> bool:
     return "avx2" in isa and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(isa)
 
 
+class _Static:
+    """``quantize_static`` over one pre-processed model, with its activation ranges calibrated
+    once: the first call calibrates and writes ``ranges`` (calibration.json); later calls (one
+    per layer for sensitivity, one per fallback step) read them back instead of calibrating."""
+
+    def __init__(self, pre: Path, ranges: Path, cfg: QuantizeCfg, reduce_range: bool):
+        self.pre, self.ranges, self.cfg, self.reduce_range = pre, ranges, cfg, reduce_range
+
+    def __call__(self, out: Path, *, reader: Optional[_Reader] = None, only: Optional[list[str]] = None,
+                 exclude: Optional[list[str]] = None) -> Path:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        symmetric = bool(self.cfg.symmetric_activations)
+        quantize_static(
+            str(self.pre), str(out), reader, calibration_cache_path=str(self.ranges),
+            quant_format=QuantFormat.QDQ,
+            per_channel=self.cfg.per_channel,
+            reduce_range=self.reduce_range,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, _CALIB[self.cfg.calibration_method]),
+            nodes_to_quantize=only, nodes_to_exclude=exclude,
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                           "CalibMovingAverage": False},
+        )
+        return out
+
+
+def quantizable_layers(path: Path) -> list[tuple[str, str]]:
+    """(name, op) of the layers ORT quantizes with weights or as matmuls, naming unnamed nodes
+    in place (``nodes_to_quantize``/``nodes_to_exclude`` select by name)."""
+    model = onnx.load(str(path))
+    unnamed = [n for n in model.graph.node if not n.name]
+    for i, node in enumerate(unnamed):
+        node.name = f"{node.op_type}_edgeslim_{i}"
+    if unnamed:
+        onnx.save_model(model, str(path))
+    out = []
+    for node in model.graph.node:
+        if node.op_type in QUANTIZABLE:
+            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+            out.append((node.name, node.op_type + (f" groups={groups}" if groups > 1 else "")))
+    return out
+
+
 @register_quantizer
 class OnnxInt8(Quantizer):
     format = "onnx"
     precision = "int8"
-    description = "ONNX Runtime static INT8, QDQ, per-channel weights, calibrated"
+    description = ("ONNX Runtime static INT8, QDQ, per-channel weights, calibrated "
+                   "(per-layer FP32 fallback with quantize.max_accuracy_drop)")
     needs_calibration = True
+    uses_validation = True  # sensitivity and the fallback score candidates on the val split
 
     def quantize(self, parent: Artifact, calibration: Optional[np.ndarray], out_dir: Path, *,
-                 cfg: QuantizeCfg) -> Artifact:
-        from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                              quantize_static)
+                 cfg: QuantizeCfg, val: Optional[tuple[np.ndarray, Optional[np.ndarray]]] = None) -> Artifact:
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         if calibration is None or len(calibration) == 0:
@@ -96,35 +150,28 @@ class OnnxInt8(Quantizer):
         path = out_dir / "model.onnx"
         symmetric = bool(cfg.symmetric_activations)
         reduce_range = resolve_reduce_range(cfg.reduce_range)
-        method = getattr(CalibrationMethod, _CALIB[cfg.calibration_method])
         ranges = out_dir / "calibration.json"  # the activation ranges, kept with the artifact
         try:
             reader = _Reader(parent_input_name(parent), calibration)
-            with quiet(stderr=True):  # ORT logs and prints per tensor
+            # quiet: ORT logs and prints per tensor
+            with quiet(stderr=True), tempfile.TemporaryDirectory(prefix="edgeslim-int8-") as tmp:
+                ranges.unlink(missing_ok=True)  # quantize_static would reuse stale ranges
                 quant_pre_process(str(parent.path), str(pre), skip_symbolic_shape=True)
+                layers = quantizable_layers(pre)
                 if cfg.calibration_method == "entropy":
                     _entropy_ranges(pre, reader, ranges, symmetric)
-                quantize_static(
-                    str(pre), str(raw), reader, calibration_cache_path=str(ranges),
-                    quant_format=QuantFormat.QDQ,
-                    per_channel=cfg.per_channel,
-                    reduce_range=reduce_range,
-                    activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
-                    calibrate_method=method,
-                    extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
-                                   "CalibMovingAverage": False},
-                )
-        except QuantizeError:
+                static = _Static(pre, ranges, cfg, reduce_range)
+                static(raw, reader=reader)
+                measured = _Measure(parent, static, Path(tmp)).run(layers, raw, out_dir, cfg=cfg, val=val)
+        except EdgeslimError:
             raise
         except Exception as err:
             raise QuantizeError(f"ONNX Runtime INT8 quantization of {parent.id} failed: "
                                 f"{first_line(err)}") from None
-        model = compact_names(load_onnx(raw))
-        save_onnx(model, path)
-        for p in (pre, raw):
-            for f in p.parent.glob(p.name + "*"):
-                f.unlink()
+        finally:
+            for p in (pre, raw):
+                for f in p.parent.glob(p.name + "*"):
+                    f.unlink()
         check_onnx(path)
         art = Artifact(path, "onnx", "int8", parent.variant, parent.method, parent=parent.id)
         art.info = {"quantizer": "onnxruntime.quantize_static", "format": "QDQ",
@@ -132,8 +179,51 @@ class OnnxInt8(Quantizer):
                     "calibration_samples": int(len(calibration)), "per_channel": cfg.per_channel,
                     "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
                     "weights": "int8 symmetric, 7-bit (reduce_range)" if reduce_range else "int8 symmetric",
-                    "reduce_range": reduce_range}
+                    "reduce_range": reduce_range, **measured}
         return art
+
+
+class _Measure:
+    """Sensitivity (``quantize.sensitivity``) and the FP32 fallback (``quantize.max_accuracy_drop``)
+    of one ORT INT8 model; leaves the chosen model, compacted, at ``out_dir/model.onnx``."""
+
+    def __init__(self, parent: Artifact, static: _Static, tmp: Path):
+        self.parent, self.static, self.tmp = parent, static, tmp
+        self.n = 0
+
+    def _int8(self, **which: Optional[list[str]]) -> Artifact:
+        self.n += 1
+        path = self.static(self.tmp / f"candidate{self.n}.onnx", **which)
+        return Artifact(path, "onnx", "int8", self.parent.variant, self.parent.method)
+
+    def run(self, layers: list[tuple[str, str]], raw: Path, out_dir: Path, *, cfg: QuantizeCfg,
+            val: Optional[tuple[np.ndarray, Optional[np.ndarray]]]) -> dict[str, Any]:
+        info: dict[str, Any] = {}
+        control = cfg.max_accuracy_drop is not None
+        if (cfg.sensitivity.enabled or control) and val is None:
+            # a caller without the val split (TensorRT's ONNX): nothing to score on
+            info["sensitivity"] = "not measured: no validation split was given"
+        elif cfg.sensitivity.enabled or control:
+            vx, vy = val
+            if control and (vy is None or len(vy) == 0):
+                raise QuantizeError("quantize.max_accuracy_drop needs labelled validation data; "
+                                    "this data set has no labels")
+            n = cfg.sensitivity.samples
+            ref = Reference.of(self.parent, vx[:n], None if vy is None else vy[:n])
+            floor = Artifact(self.static.pre, "onnx", "fp32", self.parent.variant, self.parent.method)
+            result = layer_sensitivity(layers, lambda names: self._int8(only=names), ref,
+                                       full=Artifact(raw, "onnx", "int8", self.parent.variant, self.parent.method),
+                                       floor=floor)
+            write_sensitivity(out_dir, result)
+            info["sensitivity"] = summary(result)
+            if control:
+                full = ref if len(vx) <= n else Reference.of(self.parent, vx, vy)
+                chosen, info["accuracy_control"] = fallback(
+                    [r["layer"] for r in result["layers"]], lambda names: self._int8(exclude=names), full,
+                    budget_points=float(cfg.max_accuracy_drop), sample=vx[:1])
+                raw = chosen.path
+        save_onnx(compact_names(load_onnx(raw)), out_dir / "model.onnx")
+        return info
 
 
 @register_quantizer

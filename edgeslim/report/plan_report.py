@@ -43,12 +43,14 @@ def write_plan(result: PlanResult) -> list[Path]:
             "recipe": recipe_to_dict(result.recipe),
             "constraints": result.constraints.to_json(),
             "candidates": [c.to_json() for c in result.candidates],
+            "failed_seeds": {c.name: c.extra["failed_seeds"] for c in result.candidates if c.extra.get("failed_seeds")},
             "candidate_notes": candidate_notes(result.recipe, result.constraints),
             "decisions": {t: d.to_json() for t, d in result.decisions.items()},
             "feasible": result.feasible,
             "stages": result.stages,
             "all_cached": result.all_cached,
             "seconds": round(result.seconds, 3),
+            "resolution": result.resolution.to_json() if result.resolution else None,
             "plots": {t: p.name for t, p in plots.items()},
         })
         markdown = write_markdown(result, plots)
@@ -60,10 +62,11 @@ def write_markdown(result: PlanResult, plots: dict[str, Path]) -> Path:
     """Write ``report.md``: constraints, candidates, and per target the choice, its plot and
     the table of every artifact with the reason each one lost; returns its path."""
     md = [f"# edgeslim plan `{result.recipe.name}`", "", "## Constraints", "",
-          *constraint_lines(result.constraints), "", "## Candidates", ""]
+          *constraint_lines(result.constraints), "", *resolution_lines(result), "## Candidates", ""]
     for cand in result.candidates:
         state = f" — skipped: {cand.skipped}" if cand.skipped else f" — failed: {cand.failed}" if cand.failed else ""
-        md.append(f"- `{cand.name}` ({cand.rule}): {cand.reason}{state}")
+        lost = "".join(f" — seed {k} failed: {why}" for k, why in cand.extra.get("failed_seeds", {}).items())
+        md.append(f"- `{cand.name}` ({cand.rule}): {cand.reason}{state}{lost}")
     notes = candidate_notes(result.recipe, result.constraints)
     md += ["", *(f"Not proposed: {n}." for n in notes)] if notes else []
     for t, d in result.decisions.items():
@@ -77,3 +80,19 @@ def write_markdown(result: PlanResult, plots: dict[str, Path]) -> Path:
     path = Path(result.out_dir) / MARKDOWN
     atomic_write_text(path, "\n".join(md) + "\n")
     return path
+
+
+def resolution_lines(result: PlanResult) -> list[str]:
+    """The ``## Accuracy resolution`` section of report.md: the smallest accuracy difference
+    the plan resolves and, with seeds, what the accuracy and latency columns hold."""
+    res, seeds = result.resolution, result.constraints.seeds
+    if res is None:
+        return []
+    md = ["## Accuracy resolution", "", res.text(), ""]
+    if seeds > 1:
+        first = result.recipe.finetune.seed_or(result.recipe.seed)
+        md += [f"Candidates that train ran at {seeds} fine-tune seeds ({first}..{first + seeds - 1}): their "
+               "accuracy is the mean ± the sample standard deviation over those seeds (n = how many were "
+               f"measured); their latency, size and files are those of seed {first}'s artifact, the one a "
+               "release ships. Candidates that do not train ran once (n=1, no seed).", ""]
+    return md

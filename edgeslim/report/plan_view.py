@@ -1,7 +1,9 @@
 """Views of a plan shared by the terminal, report.md and report.html: one table of every
 artifact per target (the chosen row marked ★ in the status column, as in
 :mod:`edgeslim.report.table`), the decision per target with its rationale, and the
-constraints as a list.
+constraints as a list. With seeds the accuracy cell is ``mean ± sd (n=3)`` (or ``(n=1, no
+seed)`` for an artifact that does not depend on the seed), and the latency, size and files
+are the first seed's.
 
 Example::
 
@@ -22,6 +24,22 @@ SHOWN = ("format", "precision", "target", "status", "size", "params", "accuracy"
 DROP_HEADER = "acc drop pts (negative = gain)"
 
 
+def accuracy_cell(r: dict[str, Any]) -> str:
+    """The row's accuracy: ``91.20%``, or with seeds ``91.20% ± 0.30 (n=3)``; ``—`` unmeasured."""
+    a, sd, n = r.get("accuracy"), r.get("accuracy_sd"), r.get("accuracy_n")
+    if a is None:
+        return "—"
+    if n is None:  # one seed: as it always was
+        return f"{100 * a:.2f}%"
+    if r.get("seed_independent"):
+        return f"{100 * a:.2f}% (n=1, no seed)"
+    return f"{100 * a:.2f}%" + (f" ± {100 * sd:.2f}" if sd is not None else "") + f" (n={n})"
+
+
+def _columns() -> list[tuple[str, Any]]:
+    return [(n, accuracy_cell if n == "accuracy" else fn) for n, fn in COLUMNS if n in SHOWN]
+
+
 def drop_cell(r: dict[str, Any]) -> str:
     """The row's accuracy drop in points, signed (``+0.40`` lost, ``-0.12`` gained, ``—`` unknown)."""
     drop = r.get("accuracy_drop")
@@ -39,7 +57,7 @@ def plan_table(rows: list[dict[str, Any]], title: str = ""):
     from rich.table import Table
 
     table = Table(title=title or None)
-    cols = [(n, fn) for n, fn in COLUMNS if n in SHOWN]
+    cols = _columns()
     table.add_column("candidate")
     for name, _ in cols:
         table.add_column(name, justify="right" if name in {"size", "params", "accuracy", "p50 ms", "p90 ms"} else "left")
@@ -53,7 +71,7 @@ def plan_table(rows: list[dict[str, Any]], title: str = ""):
 
 def plan_markdown_table(rows: list[dict[str, Any]]) -> str:
     """The same columns as :func:`plan_table`, as Markdown."""
-    cols = [(n, fn) for n, fn in COLUMNS if n in SHOWN]
+    cols = _columns()
     head = ["candidate"] + [n for n, _ in cols] + [DROP_HEADER, "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from edgeslim.io import format_bytes
+from edgeslim.targets.roofline import row_efficiency
 
 
 def _pct(a: Any) -> str:
@@ -28,12 +29,18 @@ def _precision(row: dict[str, Any]) -> str:
     (OpenVINO runs FP16-stored weights at f32 on a CPU without FP16 arithmetic)."""
     p = str(row.get("precision"))
     ran = (row.get("semantics") or {}).get("precision_executed")
-    same = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "int8"}
+    same = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "int8", "int8-qat": "int8"}
     return p if not ran or same.get(p, p) == same.get(str(ran), str(ran)) else f"{p} (ran {ran})"
 
 
 def _macs(m: Any) -> str:
     return "—" if m is None else f"{m / 1e6:,.1f}M"
+
+
+def _roofline(row: dict[str, Any]) -> str:
+    """MACs/latency over the CPU's peak for what ran (see edgeslim.targets.roofline)."""
+    e = row_efficiency(row) if row.get("status") == "ok" else None
+    return "—" if e is None else f"{100 * e:.0f}%"
 
 
 def noisy(row: dict[str, Any]) -> bool:
@@ -91,6 +98,7 @@ COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("p50 ms", lambda r: _ms(r, "p50")),
     ("p90 ms", lambda r: _ms(r, "p90")),
     ("p99 ms", lambda r: _ms(r, "p99")),
+    ("roofline", _roofline),
 ]
 
 
@@ -109,7 +117,7 @@ BENCH_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("vs first", _ratio),
 ]
 _RIGHT = {"size", "params", "MACs", "accuracy", "p50 ms", "p90 ms", "p99 ms", "p50 ms by batch", "others' CPU",
-          "vs first"}
+          "vs first", "roofline"}
 
 
 def cells(row: dict[str, Any], columns=None) -> list[str]:

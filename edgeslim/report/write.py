@@ -9,6 +9,7 @@ from edgeslim.compress.sparsity import sparsity_section
 from edgeslim.io import atomic_write_text, read_json, sha256_file, write_json
 from edgeslim.provenance import git_commit, versions
 from edgeslim.recipe import Recipe, recipe_to_dict
+from edgeslim.report.int8 import int8_sections
 from edgeslim.report.speedup import speedup_section
 from edgeslim.report.table import markdown_table
 
@@ -92,6 +93,8 @@ def write_reports(summary: Any, recipe: Recipe) -> None:
     ]
     at = md.index("## How these were measured")
     md[at:at] = speedup_section(rows, comp_report, recipe.compress.round_to)
+    at = md.index("## How these were measured")
+    md[at:at] = int8_sections(rows, run_dir, recipe.quantize)  # why an INT8 row is bad; sensitivity
     if comp_report.get("family") == "unstructured":  # zeros: smaller zipped, not faster
         at = md.index("## How these were measured")
         md[at:at] = sparsity_section(rows, comp_report) + [""]

@@ -15,6 +15,16 @@ class ConstraintsCfg(StrictModel):
     max_bytes: Optional[int] = Field(None, gt=0)
     max_accuracy_drop: Optional[float] = None  # points vs the baseline
     retrain: Literal["none", "short", "full"] = "full"
+    # Runs of every candidate that trains, at finetune seeds s, s+1, ...: accuracy as mean ± sd,
+    # and overlapping intervals are a tie. Not a budget of the device, but of the evidence.
+    seeds: int = 1
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"constraints.seeds (--seeds) must be >= 1 run per candidate, got {v}")
+        return v
 
     @field_validator("max_accuracy_drop")
     @classmethod

@@ -9,7 +9,9 @@ The recipe's ``constraints:`` section holds them, the command line overrides the
 - ``max_accuracy_drop``: top-1 points below the baseline's (the PyTorch reference);
 - ``retrain``: the training a candidate may use. ``none``: post-training only (0
   fine-tune epochs, no method that trains); ``short``: :data:`SHORT_EPOCHS` fine-tune
-  epochs (never more than the recipe's); ``full``: the recipe's ``finetune.epochs``.
+  epochs (never more than the recipe's); ``full``: the recipe's ``finetune.epochs``;
+- ``seeds`` (``--seeds``): how many times a candidate that trains runs, at finetune seeds
+  s, s+1, ... (not a limit of the device but of the evidence: see ``select/seeds.py``).
 
 The targets are the recipe's ``targets`` (``--target`` replaces them). Contradictory or
 impossible constraints (a budget ≤ 0, a negative drop, a latency budget for a target the
@@ -49,6 +51,7 @@ class Constraints:
     max_accuracy_drop: Optional[float] = None  # points
     retrain: str = "full"
     finetune_epochs: int = 0  # the epoch budget that ``retrain`` allows
+    seeds: int = 1  # runs of every candidate that trains (finetune seeds s, s+1, ...)
 
     def latency_budget(self, target: str) -> Optional[float]:
         return self.latency_ms.get(target)
@@ -104,7 +107,7 @@ def _number(text: str, what: str) -> float:
 def resolve_constraints(recipe: Recipe, *, targets: Sequence[str] | None = None,
                         latency_ms: Any = None, percentile: str | None = None,
                         max_bytes: int | None = None, max_accuracy_drop: float | None = None,
-                        retrain: str | None = None) -> tuple[Recipe, Constraints]:
+                        retrain: str | None = None, seeds: int | None = None) -> tuple[Recipe, Constraints]:
     """Apply command-line constraint options to ``recipe`` and validate the whole set.
 
     Returns the recipe with the options written into it (so the resolved recipe records
@@ -117,7 +120,7 @@ def resolve_constraints(recipe: Recipe, *, targets: Sequence[str] | None = None,
     if latency_ms is not None:
         c["latency_ms"] = parse_latency(latency_ms) if isinstance(latency_ms, (list, tuple)) else latency_ms
     for key, value in (("latency_percentile", percentile), ("max_bytes", max_bytes),
-                       ("max_accuracy_drop", max_accuracy_drop), ("retrain", retrain)):
+                       ("max_accuracy_drop", max_accuracy_drop), ("retrain", retrain), ("seeds", seeds)):
         if value is not None:
             c[key] = value
     try:
@@ -161,7 +164,7 @@ def check_constraints(recipe: Recipe) -> Constraints:
     return Constraints(targets=labels, kinds={t.name: target_kind(t) for t in recipe.targets}, latency_ms=budgets,
                        percentile=cfg.latency_percentile, max_bytes=cfg.max_bytes,
                        max_accuracy_drop=cfg.max_accuracy_drop, retrain=cfg.retrain,
-                       finetune_epochs=epochs)
+                       finetune_epochs=epochs, seeds=cfg.seeds)
 
 
 def _positive(v: Any, what: str) -> float:

@@ -15,6 +15,12 @@ artifact dominates it. When nothing is feasible the *closest* artifact is the on
 the smallest total relative miss (Σ over missed budgets of excess ÷ budget; an accuracy
 excess is taken relative to max(budget, 1 point); an unmeasured accuracy misses by 100%).
 
+With ``--seeds N`` a row's accuracy is the mean over seeds (:mod:`edgeslim.select.seeds`):
+two artifacts whose mean ± sd overlap are *tied* on accuracy, in the Pareto front and in
+the tie-break alike, and the rationale names the feasible artifacts the choice is tied with
+("a and b are tied on accuracy: 91.20 ± 0.30 vs 91.00 ± 0.40% over 3 seeds") and those more
+accurate beyond the spread, instead of ranking the noise.
+
 Example::
 
     d = decide(rows, constraints)["cpu"]
@@ -31,6 +37,7 @@ from typing import Any, Optional
 from edgeslim.io import format_bytes
 from edgeslim.select.constraints import Constraints
 from edgeslim.select.pareto import dominator, explain_dominance, latency, measured, pareto_front
+from edgeslim.select.seeds import accuracy_order, accuracy_text, compare_text, tied as tied_on_accuracy
 
 TIE = 0.02
 Row = dict[str, Any]
@@ -179,23 +186,44 @@ def _why(best: Row, tied: list[Row], feasible: list[Row], checks: list[Verdict],
     else:
         parts.append(f"no budget is set for {target}, so every measured artifact is feasible")
     if tied:
+        noise = any(t["bytes"] == best["bytes"] and tied_on_accuracy(best, t) for t in tied)
         parts.append(f"tied within {100 * TIE:.0f}% on {p} with {', '.join(label(t) for t in tied)}, "
-                     "and wins on size, then accuracy")
+                     "and wins on size, then accuracy"
+                     + (" (by the higher mean: the accuracies are tied within the seed spread)" if noise else ""))
     others = sorted((r for r in feasible if r is not best and r not in tied), key=lambda r: latency(r, p))
     if others:
         nxt = others[0]
         parts.append(f"next fastest feasible: {label(nxt)} at {latency(nxt, p):.3f} ms "
                      f"(+{100 * (latency(nxt, p) / lat - 1):.0f}%)")
+    parts += _accuracy_clauses(best, feasible)
     parts.append("on the Pareto front" if name in front else "not on the Pareto front "
                  "(an infeasible artifact dominates it)")
     return "; ".join(parts)
+
+
+def _accuracy_clauses(best: Row, feasible: list[Row], most: int = 3) -> list[str]:
+    """With seeds: the feasible artifacts tied with the choice on accuracy, and those more
+    accurate beyond the seed spread (each at most ``most``, then a count)."""
+    if best.get("accuracy_n") is None:  # --seeds 1: accuracies are plain numbers
+        return []
+    others = [r for r in feasible if r is not best]
+    ties = [f"{label(best)} and {label(r)} are tied on accuracy: {compare_text(best, r)}"
+            for r in others if tied_on_accuracy(best, r)]
+    better = [f"{label(r)} is more accurate beyond the seed spread ({compare_text(r, best)}) but slower or larger"
+              for r in others if accuracy_order(r, best) > 0]
+    out = []
+    for items, what in ((ties, "tied"), (better, "more accurate")):
+        out += items[:most] + ([f"{len(items) - most} more {what}"] if len(items) > most else [])
+    if not out and others:
+        out.append(f"no other feasible artifact is tied with it on accuracy ({accuracy_text(best)})")
+    return out
 
 
 def _acc(row: Row) -> str:
     a, drop = row.get("accuracy"), accuracy_drop(row)
     if a is None:
         return "accuracy unmeasured"
-    return f"{100 * a:.2f}%" + (f", drop {drop:+.2f} points" if drop is not None else "")
+    return accuracy_text(row) + (f", drop {drop:+.2f} points" if drop is not None else "")
 
 
 def _why_not(r: Row, d: Decision, rows: list[Row], checks: list[Verdict], p: str,
@@ -216,6 +244,21 @@ def _why_not(r: Row, d: Decision, rows: list[Row], checks: list[Verdict], p: str
     elif r["bytes"] != chosen["bytes"]:
         why = (f"as fast as the choice (within {100 * TIE:.0f}%) but larger: "
                f"{format_bytes(r['bytes'])} vs {format_bytes(chosen['bytes'])}")
+    elif tied_on_accuracy(r, chosen):
+        why = (f"as fast and as small as the choice, and tied with it on accuracy ({compare_text(r, chosen)}): "
+               "the choice's mean is no lower")
     else:
         why = f"as fast and as small as the choice but less accurate ({_acc(r)} vs {_acc(chosen)})"
+    if lr > lc * (1 + TIE) or r["bytes"] != chosen["bytes"]:
+        why += _accuracy_vs(r, chosen)
     return why + (f"; {dom_text}" if dom_text else "; on the Pareto front" if label(r) in d.front else "")
+
+
+def _accuracy_vs(r: Row, chosen: Row) -> str:
+    """With seeds: whether what ``r`` would buy in accuracy over the choice is real."""
+    if r.get("accuracy_n") is None:
+        return ""
+    if tied_on_accuracy(r, chosen):
+        return f"; tied with the choice on accuracy ({compare_text(r, chosen)})"
+    word = {1: "more", -1: "less"}.get(accuracy_order(r, chosen))
+    return f"; {word} accurate than the choice beyond the seed spread ({compare_text(r, chosen)})" if word else ""

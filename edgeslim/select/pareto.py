@@ -4,7 +4,8 @@ Only rows measured on a target (``status: ok``) with a latency and a size take p
 front is computed per target because latency is a property of the (artifact, target)
 pair. An unmeasured accuracy (unlabelled data) counts as worse than any measured one and
 as equal to another unmeasured one, so on unlabelled data the front is over latency and
-size alone.
+size alone. With seeds, accuracies whose intervals (mean ± sd) overlap are equal here
+(:func:`~edgeslim.select.seeds.accuracy_order`): a faster row tied on accuracy dominates.
 
 Example::
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from edgeslim.io import format_bytes
+from edgeslim.select.seeds import accuracy_order, compare_text, tied
 
 Row = dict[str, Any]
 
@@ -46,10 +48,11 @@ def objectives(row: Row, percentile: str) -> tuple[float, float, float]:
 
 def dominates(a: Row, b: Row, percentile: str) -> bool:
     """``a`` is no worse than ``b`` on all three objectives and better on at least one."""
-    la, ba, aa = objectives(a, percentile)
-    lb, bb, ab = objectives(b, percentile)
-    no_worse = la <= lb and ba <= bb and aa >= ab
-    better = la < lb or ba < bb or aa > ab
+    la, ba, _ = objectives(a, percentile)
+    lb, bb, _ = objectives(b, percentile)
+    acc = accuracy_order(a, b)  # 0 for overlapping seed intervals: noise is not "better"
+    no_worse = la <= lb and ba <= bb and acc >= 0
+    better = la < lb or ba < bb or acc > 0
     return no_worse and better
 
 
@@ -81,6 +84,9 @@ def explain_dominance(a: Row, b: Row, percentile: str) -> str:
         f"{'smaller' if ba < bb else 'as small'} ({format_bytes(ba)} vs {format_bytes(bb)})",
     ]
     if a.get("accuracy") is not None or b.get("accuracy") is not None:
-        word = "more accurate" if _acc(a) > _acc(b) else "as accurate"
-        parts.append(f"{word} ({pct(a.get('accuracy'))} vs {pct(b.get('accuracy'))})")
+        if tied(a, b):
+            parts.append(f"tied on accuracy ({compare_text(a, b)})")
+        else:
+            word = "more accurate" if accuracy_order(a, b) > 0 else "as accurate"
+            parts.append(f"{word} ({pct(a.get('accuracy'))} vs {pct(b.get('accuracy'))})")
     return ", ".join(parts)

@@ -10,6 +10,13 @@ sharing never changes a result. Run again unchanged, every stage is cached.
 The ``ptq`` candidate (the original model, post-training only) needs no run of its own:
 its artifacts are the baseline variant of the first candidate's run.
 
+With ``constraints.seeds`` (``--seeds N``) above 1, every candidate that trains
+(:func:`~edgeslim.select.prior.trains`) runs again at ``finetune.seed`` s+1 ... s+N-1 in
+``candidates/<name>-seed<seed>/``; the baseline and whatever does not train are shared by
+key, so ``ptq`` and one-shot candidates run once. The rows of all seeds are folded into one
+per artifact (:func:`~edgeslim.select.seeds.fold_seeds`: mean ± sd accuracy, the first
+seed's files, size and latency) before the decision.
+
 Planning returns a :class:`PlanResult` and writes nothing outside the candidates' run
 directories: its files (``results.json``, ``plan.json``, ``report.md``, ``report.html``,
 ``pareto-<target>.png``) are written from the result by
@@ -17,9 +24,10 @@ directories: its files (``results.json``, ``plan.json``, ``report.md``, ``report
 
 Example::
 
-    recipe, _ = resolve_constraints(load_recipe(), max_bytes=200_000)
+    recipe, _ = resolve_constraints(load_recipe(), max_bytes=200_000, seeds=3)
     plan = plan_recipe(recipe, Path("runs/plan"))
     plan.decisions["cpu"].chosen, plan.decisions["cpu"].rationale
+    plan.resolution.text()  # 'Smallest accuracy difference this run can resolve: 0.98 points ...'
 """
 
 from __future__ import annotations
@@ -27,8 +35,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+from edgeslim.data import load_data
 from edgeslim.errors import EdgeslimError
 from edgeslim.pipeline.context import NullReporter, Reporter
 from edgeslim.pipeline.lock import RunLock
@@ -36,7 +45,8 @@ from edgeslim.pipeline.run import run_recipe
 from edgeslim.recipe import CompressCfg, Recipe, apply_overrides, load_recipe, recipe_from_dict, recipe_to_dict
 from edgeslim.select.constraints import Constraints, check_constraints, resolve_constraints
 from edgeslim.select.decide import Decision, accuracy_drop, decide, label
-from edgeslim.select.prior import Candidate, propose
+from edgeslim.select.prior import Candidate, propose, trains
+from edgeslim.select.seeds import Resolution, fold_seeds, resolution
 from edgeslim.targets import TARGETS
 
 PLAN = "plan.json"
@@ -53,6 +63,7 @@ class PlanResult:
     decisions: dict[str, Decision]
     stages: list[dict[str, Any]] = field(default_factory=list)  # candidate, stage, cached, seconds
     seconds: float = 0.0
+    resolution: Optional[Resolution] = None  # the smallest accuracy difference the plan resolves
 
     @property
     def feasible(self) -> bool:
@@ -100,8 +111,24 @@ def candidate_recipe(recipe: Recipe, cand: Candidate) -> Recipe:
 # ------------------------------------------------------------------ the plan
 
 
-def _runs(recipe: Recipe, candidates: list[Candidate]) -> list[tuple[Candidate, list[Candidate], Recipe]]:
-    """(carrier, candidates whose rows its run holds, recipe to run) for every run.
+@dataclass
+class _Run:
+    """One pipeline run of a plan: ``run`` (a candidate's delta, possibly widened) in
+    ``candidates/<run.name>/``, holding the rows of ``owners``; ``seed``: its fine-tune seed
+    when the plan runs several (None with one seed, so one-seed rows stay as they were)."""
+
+    carrier: Candidate
+    owners: list[Candidate]
+    run: Candidate
+    seed: Optional[int] = None
+
+    @property
+    def prefix(self) -> str:
+        return f"{CANDIDATES}/{self.run.name}"
+
+
+def _runs(recipe: Recipe, candidates: list[Candidate]) -> list[_Run]:
+    """Every run at the recipe's own seed.
 
     ``ptq`` rides on the first runnable compression candidate: that run exports the
     baseline too, in the union of both candidates' formats and precisions.
@@ -118,15 +145,41 @@ def _runs(recipe: Recipe, candidates: list[Candidate]) -> list[tuple[Candidate, 
             delta["export.formats"] = list(dict.fromkeys(cand.formats + ptq.formats))
             delta["quantize.precisions"] = list(dict.fromkeys(cand.precisions + ptq.precisions))
             owners.append(ptq)
-        runs.append((cand, owners, Candidate(cand.name, delta, cand.reason, cand.rule)))
+        runs.append(_Run(cand, owners, Candidate(cand.name, delta, cand.reason, cand.rule)))
     if not comp and ptq is not None:  # nothing to compress: the baseline rows alone
         delta = dict(ptq.delta, **{"export.include_baseline": True, "finetune.epochs": 0,
                                    "finetune.distill": None})
-        runs.append((ptq, [ptq], Candidate(ptq.name, delta, ptq.reason, ptq.rule)))
-    return [(carrier, owners, run) for carrier, owners, run in runs]
+        runs.append(_Run(ptq, [ptq], Candidate(ptq.name, delta, ptq.reason, ptq.rule)))
+    return runs
 
 
-def _own_rows(rows: list[dict[str, Any]], owner: Candidate, prefix: str) -> list[dict[str, Any]]:
+def _trains(recipe: Recipe, cand: Candidate) -> bool:
+    try:
+        return trains(candidate_recipe(recipe, cand))
+    except EdgeslimError:  # its own run reports the invalid recipe
+        return False
+
+
+def _seed_runs(recipe: Recipe, runs: list[_Run], seeds: int) -> list[_Run]:
+    """``runs`` at the first seed, then a repeat of each one that trains per further seed,
+    holding only its carrier's rows (the baseline, and ``ptq`` with it, does not change)."""
+    if seeds <= 1:
+        return runs
+    first = recipe.finetune.seed_or(recipe.seed)
+    for r in runs:
+        r.seed = first
+    repeats = []
+    for r in runs:
+        if not _trains(recipe, r.run):  # r.run: what ran (a ptq-only run trains nothing)
+            continue
+        for k in range(1, seeds):
+            delta = dict(r.carrier.delta, **{"export.include_baseline": False, "finetune.seed": first + k})
+            run = Candidate(f"{r.carrier.name}-seed{first + k}", delta, r.carrier.reason, r.carrier.rule)
+            repeats.append(_Run(r.carrier, [r.carrier], run, first + k))
+    return runs + repeats
+
+
+def _own_rows(rows: list[dict[str, Any]], owner: Candidate, run: _Run) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         if r["variant"] != owner.variant or r["format"] not in owner.formats \
@@ -135,9 +188,11 @@ def _own_rows(rows: list[dict[str, Any]], owner: Candidate, prefix: str) -> list
         r = dict(r, candidate=owner.name)
         r["label"] = label(r)
         if r.get("artifact"):
-            r["artifact"] = f"{prefix}/{r['artifact']}"
-        r["files"] = [f"{prefix}/{f}" for f in r.get("files", [])]
-        r["run_dir"] = prefix
+            r["artifact"] = f"{run.prefix}/{r['artifact']}"
+        r["files"] = [f"{run.prefix}/{f}" for f in r.get("files", [])]
+        r["run_dir"] = run.prefix
+        if run.seed is not None:
+            r["seed"] = run.seed
         out.append(r)
     return out
 
@@ -149,49 +204,75 @@ def plan_recipe(recipe: Recipe, out_dir: Path, *, reporter: Reporter | None = No
     out_dir = Path(out_dir)
     c = check_constraints(recipe)
     candidates = propose(recipe, c)
-    runs = _runs(recipe, candidates)
+    runs = _seed_runs(recipe, _runs(recipe, candidates), c.seeds)
     for cand in candidates:
         if cand.skipped:
             reporter.log(f"candidate {cand.name}: skipped ({cand.skipped})")
-    rows: list[dict[str, Any]] = []
-    stages: list[dict[str, Any]] = []
-    done: list[tuple[Recipe, Path]] = []
-    first_error: EdgeslimError | None = None
     with RunLock(out_dir):
-        for i, (carrier, owners, run) in enumerate(runs, 1):
-            prefix = f"{CANDIDATES}/{carrier.name}"
-            run_dir = out_dir / prefix
-            try:
-                crecipe = candidate_recipe(recipe, run)
-            except EdgeslimError as err:
-                for o in owners:
-                    o.failed = f"its recipe is invalid: {err}"
-                first_error = first_error or err
-                continue
-            reporter.log(f"candidate {carrier.name} ({i}/{len(runs)})")
-            try:  # stages equal in slice and inputs to an earlier candidate's are linked, not rerun
-                summary = run_recipe(crecipe, run_dir, reporter=reporter,
-                                     share_from=[d for _, d in done])
-            except EdgeslimError as err:  # one candidate that cannot run must not stop the rest
-                for o in owners:
-                    o.failed = str(err)
-                reporter.log(f"candidate {carrier.name} failed: {err}")
-                first_error = first_error or err
-                continue
-            done.append((crecipe, run_dir))
-            stages += [{"candidate": carrier.name, "stage": s.name, "cached": s.cached,
-                        "seconds": round(s.seconds, 3)} for s in summary.stages]
-            for owner in owners:
-                rows += _own_rows(summary.rows, owner, prefix)
-        if not done and first_error is not None:
-            raise first_error
+        rows, stages = _run_all(recipe, runs, out_dir, reporter)
+        if c.seeds > 1:
+            rows = fold_seeds(rows, repeated={r.carrier.name for r in runs if r.run.name != r.carrier.name})
         order = {cand.name: i for i, cand in enumerate(candidates)}
         rows.sort(key=lambda r: order.get(r["candidate"], len(order)))  # stable: run order within
         for r in rows:
             r["accuracy_drop"] = accuracy_drop(r)
         decisions = decide(rows, c)
         _annotate(rows, decisions)
-    return PlanResult(out_dir, recipe, c, candidates, rows, decisions, stages, time.perf_counter() - t0)
+    res = resolution(rows, val_samples=validation_size(recipe) if any(r.get("accuracy") is not None for r in rows)
+                     else None, seeds=c.seeds)
+    return PlanResult(out_dir, recipe, c, candidates, rows, decisions, stages, time.perf_counter() - t0, res)
+
+
+def _run_all(recipe: Recipe, runs: list[_Run], out_dir: Path,
+             reporter: Reporter) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run every run (sharing stages by key); the rows of their owners and the stage list.
+    A candidate whose run fails is marked failed; a failed repeat only loses its seed."""
+    rows: list[dict[str, Any]] = []
+    stages: list[dict[str, Any]] = []
+    done: list[Path] = []
+    first_error: EdgeslimError | None = None
+    for i, run in enumerate(runs, 1):
+        repeat = run.run.name != run.carrier.name
+        if repeat and run.carrier.failed:
+            continue  # its first seed failed: another seed would too
+        run_dir = out_dir / run.prefix
+        why = "its recipe is invalid: "
+        try:
+            crecipe = candidate_recipe(recipe, run.run)
+            why = ""
+            reporter.log(f"candidate {run.run.name} ({i}/{len(runs)})")
+            # stages equal in slice and inputs to an earlier candidate's are linked, not rerun
+            summary = run_recipe(crecipe, run_dir, reporter=reporter, share_from=done)
+        except EdgeslimError as err:  # one candidate that cannot run must not stop the rest
+            if repeat:
+                run.carrier.extra.setdefault("failed_seeds", {})[run.seed] = f"{why}{err}"
+            else:
+                for o in run.owners:
+                    o.failed = f"{why}{err}"
+            reporter.log(f"candidate {run.run.name} failed: {err}")
+            first_error = first_error or err
+            continue
+        done.append(run_dir)
+        stages += [{"candidate": run.carrier.name, "stage": s.name, "cached": s.cached,
+                    "seconds": round(s.seconds, 3)} | ({} if run.seed is None else {"seed": run.seed})
+                   for s in summary.stages]
+        for owner in run.owners:
+            rows += _own_rows(summary.rows, owner, run)
+    if not done and first_error is not None:
+        raise first_error
+    return rows, stages
+
+
+def validation_size(recipe: Recipe) -> Optional[int]:
+    """How many labelled validation images the plan's accuracies were measured on (the
+    recipe's data, split as its stages split it); None when unlabelled or not loadable."""
+    d, m = recipe.data, recipe.model
+    try:
+        bundle = load_data(d.name, input_size=m.input_size, num_classes=m.num_classes, seed=recipe.seed,
+                           val_fraction=d.val_fraction, limit_train=1, limit_val=d.limit_val, augment=False)
+    except EdgeslimError:
+        return None
+    return len(bundle.val) if bundle.labelled else None
 
 
 def _annotate(rows: list[dict[str, Any]], decisions: dict[str, Decision]) -> None:

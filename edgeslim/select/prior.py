@@ -6,11 +6,17 @@ device), the accuracy drop one accepts, and whether there is compute to retrain"
 
 - **always** ``ptq``: the original model post-training only, FP32 / FP16 / INT8 (PTQ):
   no training at all, and the reference every compression must beat;
+  under an accuracy budget (``max_accuracy_drop`` below 100 points) its INT8 is the FP32
+  fallback (``quantize.max_accuracy_drop``: the most sensitive layers stay FP32);
 - **no retraining** (``retrain: none``): post-training methods only: one-shot structured
   pruning at mild ratios with BN re-estimation and no fine-tuning, and low-rank
   factorization (Tucker-2, else CP, else SVD) without fine-tuning;
 - **GPU**: structured pruning with channels aligned (``round_to: 8``, tensor-core
   friendly) plus FP16 / INT8, in TensorRT when that format is registered;
+- **bf16 on CPUs**: where a CPU or edge target is set and a listed format executes bf16 on
+  this host (OpenVINO on a CPU listing BF16: AVX512-BF16 or AMX), the post-training and
+  latency-bound candidates also ask for ``bf16``; the measurement then decides, and its
+  accuracy is checked like every row's;
 - **CPU, latency-bound** (a latency budget, or no budget at all: then latency is what the
   decision minimizes): structured pruning plus INT8 at increasing ratios; on an AVX-512
   host also ratio 0.5 with channels aligned to 16 (see :func:`~edgeslim.targets.base.channel_block`,
@@ -90,6 +96,14 @@ def _precisions(formats: list[str], wanted: list[str]) -> list[str]:
     return [p for p in wanted if p == "fp32" or any(f"{f}-{p}" in quantizers for f in formats)]
 
 
+def _bf16(formats: list[str]) -> list[str]:
+    """``["bf16"]`` where a bf16 quantizer of one of ``formats`` can run on this host (its
+    ``available()`` asks the runtime's capability probe), else ``[]``."""
+    _, _, quantizers = _registered()
+    runs = any(f"{f}-bf16" in quantizers and quantizers.get(f"{f}-bf16").available()[0] for f in formats)
+    return ["bf16"] if runs else []
+
+
 def _structured(recipe: Recipe) -> Optional[str]:
     """The recipe's own structured criterion when it has one, else the first registered."""
     methods, _, _ = _registered()
@@ -112,6 +126,7 @@ class _Rules:
         trt = ["tensorrt"] if "tensorrt" in self.exporters and "tensorrt" not in self.formats else []
         self.gpu_formats = self.formats + trt
         self.ptq_formats = self.gpu_formats if self.gpu else self.formats
+        self.bf16 = _bf16(self.formats) if self.cpu or self.edge else []  # bf16 execution on a CPU
         epochs = c.finetune_epochs
         self.base: dict[str, Any] = {"finetune.epochs": epochs, "compress.steps": 1}
         if c.retrain == "none":
@@ -140,9 +155,25 @@ class _Rules:
 
 
 def _post_training(r: _Rules) -> None:
-    r.add("ptq", "post-training", "post-training only: the original model as exported (FP32), FP16 and "
-          "INT8 PTQ: no training at all, and the reference every compression must beat",
-          {}, fmts=r.ptq_formats, precisions=["fp32", "fp16", "int8"], variant="baseline")
+    bf16 = ", bf16 execution" if r.bf16 else ""
+    delta, fallback = _accuracy_fallback(r)
+    r.add("ptq", "post-training", f"post-training only: the original model as exported (FP32), FP16{bf16} and "
+          f"INT8 PTQ{fallback}: no training at all, and the reference every compression must beat",
+          delta, fmts=r.ptq_formats, precisions=["fp32", "fp16", "int8", *r.bf16], variant="baseline")
+
+
+def _accuracy_fallback(r: _Rules) -> tuple[dict[str, Any], str]:
+    """Under a ``max_accuracy_drop`` that can bind (below 100 points), the post-training INT8
+    keeps its most sensitive layers in FP32 until it is within the budget of its FP32 parent
+    (``quantize.max_accuracy_drop``), where a format's INT8 quantizer can: the delta and words."""
+    d = r.c.max_accuracy_drop
+    _, _, quantizers = _registered()
+    fmts = [f for f in r.ptq_formats if f"{f}-int8" in quantizers and quantizers.get(f"{f}-int8").uses_validation]
+    if d is None or d >= 100 or not fmts:
+        return {}, ""
+    return ({"quantize.max_accuracy_drop": d},
+            f" with the most sensitive layers kept in FP32 until it is within max_accuracy_drop ({d:g} points) "
+            f"of its FP32 parent ({', '.join(fmts)}: per-layer fallback or NNCF accuracy control)")
 
 
 def _no_retrain(r: _Rules) -> None:
@@ -183,18 +214,19 @@ def _cpu_latency(r: _Rules) -> None:
         return
     where = (f"{', '.join(latency_bound)} {'has' if len(latency_bound) == 1 else 'have'} a latency budget"
              if latency_bound else f"{', '.join(r.cpu)} is a CPU and no budget is set, so latency decides")
+    bf16 = " and bf16 execution (this CPU computes in bf16)" if r.bf16 else ""
     for ratio in (0.3, 0.5, 0.7):
         r.add(f"{r.pruner}-{round(100 * ratio)}", "cpu-latency",
               f"{where}: structured pruning ({r.crit}, ratio {ratio}) removes MACs the CPU would spend "
-              f"time on, {r.ft}, then INT8", {"compress.method": r.crit, "compress.ratio": ratio},
-              method=r.pruner, precisions=["int8"])
+              f"time on, {r.ft}, then INT8{bf16}", {"compress.method": r.crit, "compress.ratio": ratio},
+              method=r.pruner, precisions=["int8", *r.bf16])
     block = channel_block(cpu_info()["isa"])  # the cpu target is this host
     if block > 8:
         r.add(f"{r.pruner}-50-a{block}", "cpu-latency",
               f"{where}: structured pruning ({r.crit}, ratio 0.5) with channel counts kept at multiples of "
-              f"{block}, the channel block of this CPU's kernels (AVX-512), {r.ft}, then INT8",
+              f"{block}, the channel block of this CPU's kernels (AVX-512), {r.ft}, then INT8{bf16}",
               {"compress.method": r.crit, "compress.ratio": 0.5, "compress.round_to": block},
-              method=r.pruner, precisions=["int8"])
+              method=r.pruner, precisions=["int8", *r.bf16])
     if latency_bound:
         # layers are timed one at a time, which cannot see the kernels' channel blocks: align to them
         aligned = f", channel counts at multiples of {block}" if block > 8 else ""
@@ -202,8 +234,8 @@ def _cpu_latency(r: _Rules) -> None:
         if aligned:
             delta["compress.round_to"] = block
         r.add("latency-50", "cpu-latency", f"{where}: latency-aware structured pruning (ratio 0.5, "
-              f"channels ranked by their measured cost on this machine{aligned}), {r.ft}, then INT8",
-              delta, method="latency", precisions=["int8"])
+              f"channels ranked by their measured cost on this machine{aligned}), {r.ft}, then INT8{bf16}",
+              delta, method="latency", precisions=["int8", *r.bf16])
 
 
 def _edge_size(r: _Rules) -> None:

@@ -6,7 +6,7 @@ device itself over SSH for ``ssh://`` targets. Both call it the same way::
 
     python -m edgeslim.targets.agent --artifact model.onnx --format onnx --precision fp32 \\
         --profile-json '{"warmup": 10, "batch_sizes": [1, 8]}' --threads 1 --core 0 \\
-        --memory-limit-mb 512 --data-npz inputs.npz
+        --memory-limit-mb 512 --data-npz inputs.npz --runner-options '{"spinning": false}'
 
 ``inputs.npz`` holds ``sample`` (one input, float32 [1,C,H,W]) and optionally ``val_x`` /
 ``val_y`` for accuracy; without it, ``--input-shape 1,3,224,224`` times a random input.
@@ -37,7 +37,7 @@ from edgeslim.targets.memlimit import POLLING, RssWatchdog, join_memory_cgroup, 
 from edgeslim.targets.profiler import profile_artifact
 from edgeslim.targets.runner import RUNNERS
 
-PROTOCOL = 1  # bumped when the command line or the answer changes incompatibly
+PROTOCOL = 2  # bumped when the command line or the answer changes incompatibly
 CONFINED_ENV = "EDGESLIM_AGENT_CONFINED"
 MEMORY_ENV = "EDGESLIM_AGENT_MEMORY_LIMIT"  # which mechanism enforces --memory-limit-mb
 _answered = threading.Lock()  # one answer only: the main thread's or the memory watchdog's
@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--core", type=int, help="pin the whole process to this CPU core")
     p.add_argument("--memory-limit-mb", type=int, help="resident-memory limit (cgroup v2 memory.max, else RSS polling)")
     p.add_argument("--device", default="agent", help="the device name recorded in the row")
+    p.add_argument("--runner-options", default="{}",
+                   help="the target's runtime settings for the runner, as a JSON object")
     return p
 
 
@@ -154,10 +156,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         cfg = ProfileCfg.model_validate(json.loads(args.profile_json))
     except Exception as err:  # malformed JSON or a bad field: either way one line
         raise _AgentError(f"bad --profile-json: {' '.join(str(err).split())[:300]}") from None
+    try:
+        options = json.loads(args.runner_options)
+    except ValueError as err:
+        raise _AgentError(f"bad --runner-options: {err}") from None
+    if not isinstance(options, dict):
+        raise _AgentError(f"bad --runner-options: expected a JSON object, got {args.runner_options[:80]!r}")
     sample, val = _inputs(args)
     art = Artifact(path, args.format, args.precision, args.variant, args.method)
     m = profile_artifact(art, sample, cfg, val, threads=args.threads, device=args.device,
-                         peak_scope="agent process, whole lifetime")
+                         runner_options=options, peak_scope="agent process, whole lifetime")
     m["semantics"].update({"core": args.core, "memory_limit_mb": args.memory_limit_mb,
                            "memory_limit_mechanism": os.environ.get(MEMORY_ENV) if args.memory_limit_mb else None,
                            "measured_in": "agent subprocess"})

@@ -37,12 +37,15 @@ class AgentTimeout(TargetError):
 
 def agent_args(artifact: Artifact, artifact_path: str, cfg: ProfileCfg, *, data_npz: str,
                threads: Optional[int], core: Optional[int], memory_limit_mb: Optional[int],
-               device: str) -> list[str]:
-    """Arguments after ``python -m edgeslim.targets.agent`` to profile ``artifact``."""
+               device: str, runner_options: Optional[dict[str, Any]] = None) -> list[str]:
+    """Arguments after ``python -m edgeslim.targets.agent`` to profile ``artifact``;
+    ``runner_options`` are the target's runtime settings for its runner."""
     args = ["--artifact", artifact_path, "--format", artifact.format,
             "--precision", artifact.precision, "--variant", artifact.variant,
             "--method", artifact.method, "--profile-json", cfg.model_dump_json(),
             "--data-npz", data_npz, "--device", device]
+    if runner_options:
+        args += ["--runner-options", json.dumps(runner_options, sort_keys=True)]
     for flag, value in (("--threads", threads), ("--core", core), ("--memory-limit-mb", memory_limit_mb)):
         if value is not None:
             args += [flag, str(value)]

@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
 from edgeslim.artifacts import Artifact
-from edgeslim.backends.openvino import capabilities, supports
 from edgeslim.targets.base import Target, register_target, usable_cores
 from edgeslim.targets.config import ProfileCfg
 from edgeslim.targets.profiler import profile_artifact
+from edgeslim.targets.runtime_options import LocalRuntimeOptions
 
 
-class CpuOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CpuOptions(LocalRuntimeOptions):
+    """``threads`` plus the runtime settings of :mod:`edgeslim.targets.runtime_options`."""
+
     threads: Optional[int] = Field(None, ge=1)  # default: all usable cores
-    # OpenVINO inference precision for every openvino artifact; default: the artifact's own
-    openvino_precision: Optional[Literal["f32", "bf16", "f16"]] = None
-
-    @field_validator("openvino_precision")
-    @classmethod
-    def _device_has_it(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and not supports(v):
-            raise ValueError(f"OpenVINO CPU cannot run inference precision {v} on this machine "
-                             f"(it supports {', '.join(capabilities()) or 'nothing'})")
-        return v
 
 
 @register_target
@@ -40,9 +31,7 @@ class CpuTarget(Target):
         return self.opts.threads or usable_cores()
 
     def runner_options(self, artifact: Artifact) -> dict[str, Any]:
-        if artifact.format == "openvino" and getattr(self.opts, "openvino_precision", None):
-            return {"inference_precision": self.opts.openvino_precision}
-        return {}
+        return self.opts.runner_options(artifact.format)
 
     def profile(self, artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
                 val: Optional[tuple[np.ndarray, Optional[np.ndarray]]]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ so pinning and the limit never touch the pipeline's own process. Shape it in the
     targets:
       - cpu
       - {name: edge, threads: 1, core: 0, memory_limit_mb: 512}
+      - {name: edge, openvino_precision: f32, ort_spinning: false}   # runtime settings too
 
 A core this machine does not have is an error when the recipe is loaded.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from edgeslim.artifacts import Artifact
 from edgeslim.errors import TargetError
@@ -32,10 +33,12 @@ from edgeslim.targets.agent_call import (MODULE, SKIP, agent_args, last_line, me
 from edgeslim.targets.base import Target, failed_row, register_target
 from edgeslim.targets.config import ProfileCfg
 from edgeslim.targets.memlimit import remove_stale_cgroups
+from edgeslim.targets.runtime_options import LocalRuntimeOptions
 
 
-class EdgeOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EdgeOptions(LocalRuntimeOptions):
+    """The device's shape, plus the runtime settings of :mod:`edgeslim.targets.runtime_options`."""
+
     threads: int = Field(1, ge=1)  # runtime threads (all of them on the one core)
     core: Optional[int] = Field(None, ge=0)  # CPU core to pin to; default: the lowest usable one
     memory_limit_mb: Optional[int] = Field(None, ge=16)  # resident memory of the agent (see memlimit)
@@ -74,6 +77,9 @@ class EdgeTarget(Target):
             return False, "pinning to a CPU core needs Linux (os.sched_setaffinity)"
         return True, ""
 
+    def runner_options(self, artifact: Artifact) -> dict[str, Any]:
+        return self.opts.runner_options(artifact.format)
+
     def profile(self, artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
                 val: Optional[tuple[np.ndarray, Optional[np.ndarray]]]) -> dict[str, Any]:
         """Run the agent confined as configured; a failure becomes a ``failed`` row."""
@@ -90,7 +96,7 @@ class EdgeTarget(Target):
             cmd = [sys.executable, "-m", MODULE,
                    *agent_args(artifact, str(artifact.path.resolve()), cfg, data_npz=str(npz),
                                threads=o.threads, core=self.core, memory_limit_mb=o.memory_limit_mb,
-                               device="edge")]
+                               device="edge", runner_options=self.runner_options(artifact))]
             try:
                 rc, out, err = run_process(cmd, timeout=o.timeout_s, what=f"profiling {artifact.id} on edge",
                                            env=agent_env())

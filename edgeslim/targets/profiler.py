@@ -22,6 +22,7 @@ from edgeslim.artifacts import Artifact
 from edgeslim.targets.base import cpu_info
 from edgeslim.targets.config import ProfileCfg
 from edgeslim.targets.noise import NoiseProbe
+from edgeslim.targets.roofline import roofline_semantics
 from edgeslim.targets.runner import RUNNERS, Runner
 
 ValData = Optional[tuple[np.ndarray, Optional[np.ndarray]]]
@@ -232,4 +233,7 @@ def profile_artifact(artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
         "peak_rss_scope": peak_scope,
         "python": platform.python_version(), "edgeslim_version": __version__,
     })
+    # the CPU's peak MAC rate for what ran, so a row's MACs/latency reads as a share of it
+    semantics["roofline"] = roofline_semantics(str(semantics["precision_executed"]), semantics.get("threads"),
+                                               affinity)
     return {"status": "ok", "reason": "", **measured, "semantics": semantics}

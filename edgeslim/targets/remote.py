@@ -32,7 +32,7 @@ from typing import Any, Literal, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from edgeslim.artifacts import Artifact
 from edgeslim.errors import TargetError
@@ -42,6 +42,7 @@ from edgeslim.targets.agent_call import (MODULE, AgentTimeout, agent_args, last_
 from edgeslim.targets.base import Target, failed_row, register_target
 from edgeslim.targets.config import ProfileCfg
 from edgeslim.targets.runner import RUNNERS
+from edgeslim.targets.runtime_options import RuntimeOptions
 
 _HOST = re.compile(r"^[A-Za-z0-9_.%:-]+$")
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
@@ -103,8 +104,10 @@ def parse_ssh_url(url: str) -> SshUrl:
     return SshUrl(host=host, user=user, port=port, python=python)
 
 
-class SshOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SshOptions(RuntimeOptions):
+    """How to reach the device, plus the runtime settings of
+    :mod:`edgeslim.targets.runtime_options` (the device's agent applies them)."""
+
     url: str  # filled from the target's name
     python: Optional[str] = None  # interpreter on the device; the URL's ?python= wins; default python3
     threads: Optional[int] = Field(None, ge=1)  # runtime threads on the device; default: all its cores
@@ -240,7 +243,7 @@ class SshTarget(Target):
             copy_ms = (time.perf_counter() - t0) * 1e3
             args = agent_args(artifact, str(rel[main]), cfg, data_npz=INPUTS,
                               threads=o.threads, core=o.core, memory_limit_mb=o.memory_limit_mb,
-                              device=self.where)
+                              device=self.where, runner_options=o.runner_options(artifact.format))
             agent = " ".join(map(shlex.quote, [self.python, "-m", MODULE, *args]))
             limit = math.ceil(left())
             # The device enforces the limit too, so nothing keeps running after ssh gives up.

@@ -10,6 +10,7 @@ import pytest
 from edgeslim.exporters.tensorrt import tensorrt_status
 from edgeslim.io import read_json
 from edgeslim.pipeline.run import run_recipe
+from edgeslim.quantizers.onnx_bf16 import REASON as ONNX_BF16_REASON
 from edgeslim.recipe import load_recipe
 from edgeslim.targets.openvino_runner import supports
 from tests.pipeline.test_e2e import QUICK
@@ -53,6 +54,8 @@ def test_openvino_rows_ok_with_the_precision_executed(rows):
         assert 0 < r["latency_ms"]["p50"] and 0.0 <= r["accuracy"] <= 1.0
         assert [f.rsplit("/", 1)[1] for f in r["files"]] == ["model.xml", "model.bin"]
         assert r["parity"]["passed"] is True
+    # the cpu target's auto precision: an INT8 IR's float layers at the fastest the CPU lists
+    assert by[("openvino", "int8", "cpu")]["semantics"]["inference_precision"] == ("bf16" if BF16 else "f32")
     fp32 = by[("openvino", "fp32", "cpu")]
     assert fp32["info"]["weights"] == "fp32" and fp32["parity"]["max_abs"] < 1e-3
     out, _ = rows
@@ -68,7 +71,9 @@ def test_onnx_rows_and_the_same_calibration_for_both_int8(rows):
     for precision in ("fp32", "fp16", "int8"):
         r = by[("onnx", precision, "cpu")]
         assert r["status"] == "ok" and r["semantics"]["runtime"] == "onnxruntime", r
-    assert by[("onnx", "bf16", "cpu")]["reason"] == "no bf16 quantizer for onnx"
+    # skipped with the reason ONNX Runtime cannot, not a generic "no quantizer"
+    assert by[("onnx", "bf16", "cpu")]["status"] == "skipped"
+    assert by[("onnx", "bf16", "cpu")]["reason"] == ONNX_BF16_REASON
     onnx_int8, ov_int8 = by[("onnx", "int8", "cpu")], by[("openvino", "int8", "cpu")]
     assert onnx_int8["info"]["calibration_samples"] == ov_int8["info"]["calibration_samples"] == 32
     assert ov_int8["info"]["quantizer"] == "nncf.quantize"

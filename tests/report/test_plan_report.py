@@ -13,7 +13,8 @@ from edgeslim.select.constraints import Constraints
 from edgeslim.select.decide import decide
 from edgeslim.select.plan import PlanResult, _annotate
 from edgeslim.select.prior import Candidate
-from tests.select.rows import row
+from edgeslim.select.seeds import fold_seeds, resolution
+from tests.select.rows import row, seeded
 
 PI = "ssh://pi@host:22"
 C = Constraints(targets=("cpu", PI), kinds={"cpu": "cpu", PI: "edge"}, latency_ms={"cpu": 1.0},
@@ -114,3 +115,32 @@ def test_the_drop_column_says_a_negative_drop_is_a_gain(tmp_path):
     assert DROP_HEADER in text and "-0.25" in text and "drop pts " not in text.replace(DROP_HEADER, "")
     write_plan(plan(tmp_path))
     assert f"<th>{DROP_HEADER}</th>" in (tmp_path / "report.html").read_text()
+
+
+def test_seeded_report_shows_mean_sd_n_ties_and_the_resolvable_difference(tmp_path):
+    c = Constraints(targets=("cpu",), kinds={"cpu": "cpu"}, max_accuracy_drop=5.0, seeds=3)
+    rows = fold_seeds(seeded("l1-50", 0.5, 50_000, [0.909, 0.912, 0.915])
+                      + seeded("l1-50-kd", 0.6, 50_000, [0.906, 0.910, 0.914])
+                      + [row("ptq", 0.9, 200_000, 0.95) | {"seed": 0}], repeated={"l1-50", "l1-50-kd"})
+    for r in rows:
+        r["accuracy_drop"] = 100 * (r["reference_accuracy"] - r["accuracy"])
+    decisions = decide(rows, c)
+    _annotate(rows, decisions)
+    res = resolution(rows, val_samples=360, seeds=3)
+    write_plan(PlanResult(tmp_path, recipe_from_dict({}), c, [], rows, decisions, [], 1.0, res))
+    md = (tmp_path / "report.md").read_text()
+    assert f"## Accuracy resolution\n\n{res.text()}" in md and "360 images" in md
+    assert "fine-tune seeds (0..2)" in md and "those of seed 0's artifact" in md
+    assert "| 91.20% ± 0.30 (n=3) |" in md and "| 95.00% (n=1, no seed) |" in md
+    assert "l1-50/onnx/int8 and l1-50-kd/onnx/int8 are tied on accuracy: 91.20 ± 0.30 vs 91.00 ± 0.40%" in md
+    plan_json = read_json(tmp_path / "plan.json")
+    assert plan_json["resolution"]["val_samples"] == 360 and plan_json["resolution"]["text"] == res.text()
+
+
+def test_one_seed_report_still_states_the_validation_part(tmp_path):
+    result = plan(tmp_path)
+    result.resolution = resolution(result.rows, val_samples=360, seeds=1)
+    write_plan(result)
+    md = (tmp_path / "report.md").read_text()
+    assert "Validation: 360 images at the baseline's 95.00%" in md and "seeds: 1 run per candidate" in md
+    assert "±" not in plan_markdown_table(result.rows) and "(n=" not in md  # no intervals with one seed

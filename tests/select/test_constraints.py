@@ -74,3 +74,21 @@ def test_kinds_are_what_the_targets_declare():
     r = load_recipe(None, ["targets=[cpu, gpu, 'ssh://pi@10.0.0.7', {name: 'ssh://u@box', kind: gpu}]"])
     _, c = resolve_constraints(r)
     assert c.kinds == {"cpu": "cpu", "gpu": "gpu", "ssh://pi@10.0.0.7": "edge", "ssh://u@box": "gpu"}
+
+
+@pytest.mark.parametrize("seeds", ["0", "-2"])
+def test_cli_seeds_below_one_is_one_error_line(tmp_path, seeds):
+    r = subprocess.run([sys.executable, "-m", "edgeslim", "plan", "--out", str(tmp_path / "p"), "--seeds", seeds],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        f"error: constraints.seeds (--seeds) must be >= 1 run per candidate, got {seeds}"]
+    assert not (tmp_path / "p").exists()
+
+
+def test_seeds_from_the_recipe_or_the_option():
+    assert plan_inputs(None, [])[1].seeds == 1
+    assert plan_inputs(None, ["constraints.seeds=3"])[1].seeds == 3
+    assert plan_inputs(None, ["constraints.seeds=3"], seeds=2)[1].seeds == 2  # the option wins
+    with pytest.raises(RecipeError, match=r"^constraints.seeds \(--seeds\) must be >= 1 run per candidate, got 0$"):
+        plan_inputs(None, ["constraints.seeds=0"])

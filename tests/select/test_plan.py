@@ -1,7 +1,9 @@
 """A small real plan end to end: candidates run and measured, one choice per target with its
-rationale, Pareto PNGs and report.html, a fully cached rerun, and gated releases."""
+rationale, Pareto PNGs and report.html, a fully cached rerun, gated releases, and the same plan
+at two seeds (what trains runs twice, ptq once, rows carry mean ± sd over n=2)."""
 
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -211,3 +213,71 @@ def test_the_manifest_names_the_classes_and_the_preprocessing(planned, tmp_path)
     assert pre["layout"] == "NCHW" and pre["dtype"] == "float32" and pre["scale"] == 1 / 16
     assert pre["mean"] == [data.train.mean] * 3 and pre["std"] == [data.train.std] * 3
     assert "bilinear" in pre["resize"] and "grayscale" in pre["channel_order"]
+
+
+# ---------------------------------------------------------------- --seeds 2 on the same plan
+
+
+@pytest.fixture(scope="module")
+def seeded(planned, tmp_path_factory):
+    """The plan above again with ``seeds=2``, in a copy of its directory: the first seed's runs
+    are all cached there, so only what the second seed changes runs."""
+    _, out, *_ = planned
+    other = tmp_path_factory.mktemp("seeds") / "plan"
+    shutil.copytree(out, other, copy_function=shutil.copy)
+    recipe, c = plan_inputs(None, QUICK, **OPTIONS, seeds=2)
+    assert c.seeds == 2
+    result = plan_recipe(recipe, other)
+    write_plan(result)
+    return other, result
+
+
+def test_seeds_repeat_what_trains_and_run_ptq_once(seeded):
+    out, result = seeded
+    assert sorted(p.name for p in (out / "candidates").iterdir()) == [
+        "l1-50-kd", "l1-50-kd-seed1", "l1-70-kd", "l1-70-kd-seed1"]  # no second ptq run
+    stages = {(s["candidate"], s["seed"], s["stage"]): s["cached"] for s in result.stages}
+    assert all(v for (_, seed, _), v in stages.items() if seed == 0)  # the first seed: the plan above
+    # the second seed shares the baseline and the pruning (l1 does not train), and fine-tunes anew
+    assert stages[("l1-50-kd", 1, "00-baseline")] and stages[("l1-50-kd", 1, "10-compress")]
+    assert not stages[("l1-50-kd", 1, "20-finetune")]
+    # ptq (the baseline's artifacts) is exported, quantized and profiled in the first run only
+    exported = {d.name: sorted(p.name for p in (d / "30-export").iterdir()) for d in (out / "candidates").iterdir()}
+    assert [n for n, folders in exported.items() if any(f.startswith("baseline") for f in folders)] == ["l1-50-kd"]
+    assert exported["l1-50-kd-seed1"] == ["compressed-onnx"]
+    ft = [out / "candidates" / n / "20-finetune" / "model.safetensors" for n in ("l1-50-kd", "l1-50-kd-seed1")]
+    assert ft[0].read_bytes() != ft[1].read_bytes()  # the other seed trained other weights
+    base = [out / "candidates" / n / "00-baseline" / "model.safetensors" for n in ("l1-50-kd", "l1-50-kd-seed1")]
+    assert base[0].stat().st_ino == base[1].stat().st_ino
+    assert "seed: 1" in (out / "candidates" / "l1-50-kd-seed1" / "recipe.yaml").read_text()
+
+
+def test_seeded_rows_carry_mean_spread_and_n(seeded):
+    out, _ = seeded
+    rows = {r["label"]: r for r in read_json(out / "results.json")}
+    # one row per artifact, whatever precisions ptq gets on this CPU (bf16 where it runs)
+    assert sorted(x for x in rows if not x.startswith("ptq/")) == ["l1-50-kd/onnx/int8", "l1-70-kd/onnx/int8"]
+    assert len(rows) == len(read_json(out / "results.json"))
+    for name in ("l1-50-kd", "l1-70-kd"):
+        r = rows[f"{name}/onnx/int8"]
+        own = [next(x for x in read_json(out / "candidates" / d / "50-profile" / "results.json")
+                    if x["variant"] == "compressed" and x["precision"] == "int8")["accuracy"]
+               for d in (name, f"{name}-seed1")]
+        assert r["accuracy_n"] == 2 and r["seeds"] == [0, 1] and r["accuracy_by_seed"] == own
+        assert r["accuracy"] == pytest.approx(statistics.fmean(own))
+        assert r["accuracy_sd"] == pytest.approx(statistics.stdev(own))
+        assert r["measured_seed"] == 0 and r["artifact"].startswith(f"candidates/{name}/")
+    assert "ptq/onnx/int8" in rows and "ptq/onnx/fp32" in rows
+    for ptq in (r for x, r in rows.items() if x.startswith("ptq/")):
+        assert ptq["accuracy_n"] == 1 and ptq["seed_independent"] and ptq["accuracy_sd"] == 0.0
+
+
+def test_seeded_report_states_the_resolvable_difference(seeded):
+    out, result = seeded
+    md = (out / "report.md").read_text()
+    assert "## Accuracy resolution" in md and "Smallest accuracy difference this run can resolve" in md
+    assert "Validation: 64 images" in md and "over 2 seeds" in md and "(n=2)" in md  # data.limit_val=64
+    plan = read_json(out / "plan.json")
+    assert plan["constraints"]["seeds"] == 2 and plan["resolution"]["val_samples"] == 64
+    assert plan["resolution"]["points"] == pytest.approx(result.resolution.points)
+    assert result.resolution.points > 0

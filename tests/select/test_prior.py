@@ -151,3 +151,29 @@ def test_no_function_of_the_prior_exceeds_sixty_lines():
     long = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree)
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60}
     assert long == {}
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_bf16_is_proposed_on_cpu_targets_only_where_a_format_executes_it(monkeypatch, has_bf16):
+    from edgeslim.quantizers import openvino_float
+
+    # the host's capability probe, both sides (openvino-bf16's available() asks it)
+    monkeypatch.setattr(openvino_float, "supports", lambda p, device="CPU": p == "f32" or (has_bf16 and p == "bf16"))
+    both = ["export.formats=[onnx, openvino]"]
+    recipe, c = plan_inputs(None, both, targets=["cpu", "edge"], latency_ms=["1.5"], max_bytes=150_000)
+    cands = {x.name: x for x in propose(recipe, c)}
+    bf16 = ["bf16"] if has_bf16 else []
+    assert cands["ptq"].precisions == ["fp32", "fp16", "int8", *bf16]
+    assert ("bf16 execution" in cands["ptq"].reason) == has_bf16
+    for x in cands.values():
+        if x.rule == "cpu-latency":
+            assert x.precisions == ["int8", *bf16] and ("bf16" in x.reason) == has_bf16
+        elif x.rule == "edge-size":
+            assert x.precisions == ["int8"]  # bf16 keeps the FP32 weights: nothing for a size budget
+        assert set(candidate_recipe(recipe, x).quantize.precisions) == set(x.precisions)
+    # ONNX alone cannot execute bf16 here (onnx-bf16 is registered only to say so): not proposed
+    recipe, c = plan_inputs(None, ["export.formats=[onnx]"], targets=["cpu"], latency_ms=["1.5"])
+    assert all("bf16" not in x.precisions for x in propose(recipe, c))
+    # nor on a GPU-only plan
+    recipe, c = plan_inputs(None, both, targets=["gpu"])
+    assert all("bf16" not in x.precisions for x in propose(recipe, c))

@@ -36,10 +36,11 @@ class CompressSlice(Slice):
 
 
 def schedules_of(recipe: Recipe, names: tuple[str, ...] | list[str]) -> dict[str, TrainSpec]:
-    """The recipe's training sections by schedule name, as the loop reads them."""
+    """The recipe's training sections by schedule name, as the loop reads them. All of it
+    trains after the baseline, so it draws from ``finetune.seed`` (default: the recipe's)."""
     sections = {"baseline": recipe.baseline, "finetune": recipe.finetune}
-    return {n: TrainSpec.of(sections[n], batch_size=recipe.data.batch_size, seed=recipe.seed)
-            for n in names}
+    seed = recipe.finetune.seed_or(recipe.seed)
+    return {n: TrainSpec.of(sections[n], batch_size=recipe.data.batch_size, seed=seed) for n in names}
 
 
 class CompressStage(Stage[CompressSlice]):

@@ -51,7 +51,7 @@ class ControlStage(Stage[ControlSlice]):
 
     def run(self, workdir: Path, inputs: dict[str, StageResult], cfg: ControlSlice,
             ctx: Context) -> dict[str, Any]:
-        data, seed = cfg.data.load(ctx), cfg.data.seed
+        data, seed = cfg.data.load(ctx), cfg.finetune.seed_or(cfg.data.seed)
         torch.manual_seed(seed)
         model = load_model(inputs["baseline"].dir)
         history = train(model, data, TrainSpec.of(cfg.finetune, batch_size=cfg.batch_size, seed=seed),

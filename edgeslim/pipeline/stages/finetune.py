@@ -65,7 +65,8 @@ class FinetuneStage(Stage[FinetuneSlice]):
 
     def run(self, workdir: Path, inputs: dict[str, Optional[StageResult]], cfg: FinetuneSlice,
             ctx: Context) -> dict[str, Any]:
-        data, seed, ft = cfg.data.load(ctx), cfg.data.seed, cfg.finetune
+        data, ft = cfg.data.load(ctx), cfg.finetune
+        seed = ft.seed_or(cfg.data.seed)
         torch.manual_seed(seed)
         compressed = inputs["compressed"].dir
         model = load_model(compressed)

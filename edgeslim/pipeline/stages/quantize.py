@@ -16,6 +16,7 @@ from edgeslim.pipeline.stages.export import parity_inputs
 from edgeslim.quantizers import QUANTIZERS
 from edgeslim.quantizers.base import validate_against_parent
 from edgeslim.quantizers.config import QuantizeCfg
+from edgeslim.quantizers.qat import QatCfg
 from edgeslim.recipe import Recipe
 
 
@@ -34,7 +35,8 @@ class QuantizeStage(Stage[QuantizeSlice]):
     upstream = ("30-export",)
 
     def slice(self, recipe: Recipe, *, cell: Cell, **where: Any) -> QuantizeSlice:
-        q = recipe.quantize.model_copy(update={"precisions": [cell.precision]})
+        # quantize.qat is read by the int8-qat stages only (stages/qat.py): not in a PTQ key
+        q = recipe.quantize.model_copy(update={"precisions": [cell.precision], "qat": QatCfg()})
         ok, why = QUANTIZERS.get(f"{cell.format}-{cell.precision}").available()
         return QuantizeSlice(data=DataSlice.of(recipe), quantize=q, precision=cell.precision,
                              parity_samples=recipe.export.parity.samples,
@@ -51,9 +53,10 @@ class QuantizeStage(Stage[QuantizeSlice]):
         data = cfg.data.load(ctx)
         calib = data.calibration(cfg.calibration_samples, seed=cfg.data.seed) \
             if quantizer.needs_calibration else None
-        # accuracy-controlled quantizers get the labelled val split (y is None when unlabelled)
-        extra = {"val": data.val_arrays()} \
-            if quantizer.uses_validation and cfg.quantize.max_accuracy_drop is not None else {}
+        # accuracy-controlled quantizers, and those measuring per-layer sensitivity, get the
+        # val split (y is None when unlabelled); both settings are in cfg.quantize, the slice
+        wants_val = cfg.quantize.max_accuracy_drop is not None or cfg.quantize.sensitivity.enabled
+        extra = {"val": data.val_arrays()} if quantizer.uses_validation and wants_val else {}
         with ctx.reporter.task(f"quantize {parent.variant} {parent.format} → {cfg.precision}"):
             art = quantizer.quantize(parent, calib, workdir, cfg=cfg.quantize, **extra)
             art.info["parity"] = validate_against_parent(art, parent, parity_inputs(data, cfg.parity_samples))

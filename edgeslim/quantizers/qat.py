@@ -1,0 +1,217 @@
+"""Quantization-aware training (the ``int8-qat`` precision) with NNCF's PyTorch backend.
+
+The model a variant ships (fine-tuned, or the baseline) gets NNCF fake quantizers
+(``nncf.quantize`` on calibration images: 8-bit symmetric per-channel weights, 8-bit
+activations at the inputs of every convolution, matmul and add, as the OpenVINO and ONNX
+Runtime INT8 kernels take them), trains a little through them (straight-through
+gradients; the scales train too), and is exported once as an ONNX with explicit
+QuantizeLinear/DequantizeLinear pairs: ONNX Runtime fuses them into QLinearConv, OpenVINO
+reads them as FakeQuantize with int8 weights, a strongly typed TensorRT build takes them.
+
+BatchNorm is folded into its convolution first (when the model traces with ``torch.fx``):
+the exported graph is then DQ -> Conv -> Q, the pattern runtimes fuse into one INT8
+convolution; a BatchNorm left between them keeps that convolution in floating point.
+
+Why NNCF (measured, issue 17): it is already a dependency, its torch QAT trains on this
+CPU (bf16 autocast too), and its quantizers export Q/DQ through the TorchScript exporter.
+``nncf.strip`` and NNCF's FX path need ``torchao`` (not a dependency), so neither is used.
+
+Example::
+
+    folded = fold_batchnorm(model)                     # 21 on resnet20
+    qmodel = prepare_qat(model, calib, preset="performance")
+    train(qmodel, data, TrainSpec(epochs=2, lr=0.005))
+    qat_to_onnx(qmodel, calib[:2], Path("out/model.onnx"))
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+from onnx import numpy_helper
+from pydantic import Field
+
+from edgeslim.backends.common import quiet
+from edgeslim.config import StrictModel
+from edgeslim.errors import QuantizeError, first_line
+from edgeslim.exporters.onnx import INPUT, OUTPUT, strip_debug_info
+from edgeslim.exporters.onnx_files import check_onnx, save_onnx
+from edgeslim.quantizers.onnx_graph import compact_names
+
+# QDQ export needs opset 13 (per-channel DequantizeLinear)
+MIN_OPSET, DEFAULT_OPSET = 13, 17
+CALIBRATION_BATCH = 32
+
+
+class QatCfg(StrictModel):
+    """``quantize.qat``: how ``int8-qat`` trains."""
+
+    # Two epochs: QAT starts from converged weights and only adapts them (and the scales) to
+    # the rounding grid; NVIDIA's and NNCF's guides use ~10 % of the original schedule.
+    epochs: int = Field(2, ge=1)
+    # null = 0.01 x finetune.lr (0.0005 by default). BatchNorm is folded into the convolutions
+    # before QAT, which takes away its scale invariance: on resnet20/digits (pruned l1 0.5)
+    # 0.1 x (0.005) diverged to 10 % accuracy within 10 SGD steps, 0.0005 kept 99.2 %.
+    lr: Optional[float] = Field(None, gt=0)
+    # true: distill from the baseline with finetune.distill's loss (hinton when none is set)
+    distill: bool = False
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Fold every BatchNorm2d that follows a Conv2d alone into it, in place (eval-mode
+    statistics); returns how many were folded (0 when the model does not trace with fx).
+
+    Example: ``fold_batchnorm(resnet20)`` -> ``21``; ``resnet20`` then has ``Identity`` for BNs.
+    """
+    import torch.fx as fx
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    try:
+        graph = fx.symbolic_trace(model).graph
+    except Exception:  # control flow fx cannot trace: quantize with BatchNorm in place
+        return 0
+    modules = dict(model.named_modules())
+    folded = 0
+    for node in graph.nodes:
+        bn = modules.get(node.target) if node.op == "call_module" else None
+        if not isinstance(bn, nn.BatchNorm2d) or not node.args:
+            continue
+        prev = node.args[0]
+        conv = modules.get(prev.target) if getattr(prev, "op", None) == "call_module" else None
+        if isinstance(conv, nn.Conv2d) and len(prev.users) == 1:
+            model.set_submodule(prev.target, fuse_conv_bn_eval(conv, bn))
+            model.set_submodule(node.target, nn.Identity())
+            folded += 1
+    return folded
+
+
+def prepare_qat(model: nn.Module, calibration: np.ndarray, *, preset: str = "performance") -> nn.Module:
+    """``model`` with NNCF fake quantizers calibrated on ``calibration`` (NCHW float32);
+    trainable (``model.train()``), exported with :func:`qat_to_onnx`.
+
+    ``preset``: ``performance`` (symmetric activations) or ``mixed`` (asymmetric), as
+    ``quantize.nncf_preset`` for the OpenVINO PTQ path.
+    """
+    import nncf  # seconds to import: only QAT runs pay it
+
+    if len(calibration) == 0:
+        raise QuantizeError("int8-qat: no calibration images (data.calibration_samples is 0?)")
+    batches = [torch.from_numpy(np.ascontiguousarray(calibration[i:i + CALIBRATION_BATCH], dtype=np.float32))
+               for i in range(0, len(calibration), CALIBRATION_BATCH)]
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+    advanced = AdvancedQuantizationParameters(disable_bias_correction=True)
+    level = logging.getLogger("nncf").level
+    nncf.set_log_level(logging.ERROR)
+    try:
+        with quiet("nncf", stderr=True):
+            # no bias correction: the training that follows corrects biases along with the rest
+            return nncf.quantize(model.eval(), nncf.Dataset(batches), subset_size=len(batches),
+                                 preset=nncf.QuantizationPreset(preset), advanced_parameters=advanced)
+    except Exception as err:  # a model NNCF's tracer cannot take
+        raise QuantizeError(f"int8-qat: NNCF cannot insert fake quantizers: {first_line(err)}") from None
+    finally:
+        logging.getLogger("nncf").setLevel(level)
+
+
+def quantizer_count(model: nn.Module) -> int:
+    """How many NNCF fake quantizers ``model`` holds (0: not prepared)."""
+    from nncf.torch.quantization.layers import BaseQuantizer
+
+    return sum(isinstance(m, BaseQuantizer) for m in model.modules())
+
+
+def qat_to_onnx(model: nn.Module, sample: np.ndarray, path: Path, opset: Optional[int] = None) -> Path:
+    """Write the fake-quantized ``model`` as a Q/DQ ONNX at ``path`` with a dynamic batch
+    axis; weights are stored as int8 initializers (their QuantizeLinear folded away).
+
+    The TorchScript exporter is the one NNCF's quantizers emit Q/DQ pairs under; the
+    torch.export one would trace into their kernels.
+    """
+    from nncf.torch.quantization.layers import BaseQuantizer, QuantizerExportMode
+
+    for m in model.modules():
+        if isinstance(m, BaseQuantizer):
+            m.set_export_mode(QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS)
+    x = torch.from_numpy(np.ascontiguousarray(sample[:2], dtype=np.float32))
+    raw = path.with_name(path.stem + ".raw.onnx")
+    try:
+        with quiet("torch.onnx", warnings_too=True), torch.no_grad():
+            torch.onnx.export(model.eval(), (x,), str(raw), input_names=[INPUT], output_names=[OUTPUT],
+                              opset_version=max(MIN_OPSET, opset or DEFAULT_OPSET), dynamo=False,
+                              dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+        # int8 weights, and short names: on a small model the long ones weigh as much as they do
+        proto = compact_names(fold_weight_quantizers(strip_debug_info(onnx.load(str(raw)))))
+    except QuantizeError:
+        raise
+    except Exception as err:
+        raise QuantizeError(f"int8-qat: the fake-quantized model cannot be exported to ONNX: {first_line(err)}") from None
+    finally:
+        raw.unlink(missing_ok=True)
+    save_onnx(proto, path)
+    check_onnx(path)
+    return path
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """Every constant value of the graph by name: initializers and Constant nodes."""
+    out = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            out[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    return out
+
+
+def _quantize(x: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int) -> np.ndarray:
+    """ONNX QuantizeLinear: round half to even, saturate to the zero point's type."""
+    if scale.ndim == 1 and scale.size > 1:  # per channel along ``axis``
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    info = np.iinfo(zero.dtype)
+    q = np.rint(x.astype(np.float64) / scale) + zero.astype(np.int64)
+    return np.clip(q, info.min, info.max).astype(zero.dtype)
+
+
+def fold_weight_quantizers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace every QuantizeLinear of a constant (the weights) by its int8 result, so the
+    file stores int8 weights and DequantizeLinear reads them, as a PTQ Q/DQ model does."""
+    g = model.graph
+    consts = _constants(g)
+    inits = {t.name for t in g.initializer}
+    keep, new = [], []
+    for n in g.node:
+        if n.op_type == "QuantizeLinear" and n.input[0] in inits and len(n.input) == 3 \
+                and n.input[1] in consts and n.input[2] in consts:
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+            q = _quantize(consts[n.input[0]], consts[n.input[1]], consts[n.input[2]], axis)
+            new.append(numpy_helper.from_array(q, n.output[0]))
+        else:
+            keep.append(n)
+    used = {i for n in keep for i in n.input} | {o.name for o in g.output}
+    survivors = [t for t in g.initializer if t.name in used]
+    del g.node[:]
+    g.node.extend(keep)
+    del g.initializer[:]
+    g.initializer.extend(survivors + new)
+    return model
+
+
+def library() -> str:
+    """What trains the fake quantizers, with its version (recorded with the artifact)."""
+    import nncf
+
+    return f"nncf {nncf.__version__}"
+
+
+def int8_weight_count(path: Path) -> int:
+    """How many int8 initializers the ONNX at ``path`` stores (its quantized weights)."""
+    g = onnx.load(str(path)).graph
+    return sum(t.data_type == onnx.TensorProto.INT8 for t in g.initializer)

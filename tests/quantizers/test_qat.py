@@ -1,0 +1,145 @@
+"""Quantization-aware training (edgeslim/quantizers/qat.py): BatchNorm folding, NNCF fake
+quantizers, and the Q/DQ ONNX that ONNX Runtime runs in INT8 with int8 weights on disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn as nn
+from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from edgeslim.errors import RecipeError
+from edgeslim.models.zoo import create_model
+from edgeslim.quantizers.qat import _quantize, fold_batchnorm, int8_weight_count, prepare_qat, qat_to_onnx
+from edgeslim.recipe import load_recipe
+
+
+def _resnet(size: int = 16) -> nn.Module:
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so folding has something to fold
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.mark.parametrize("override,names", [
+    ("quantize.qat.epochs=0", "quantize.qat.epochs"),
+    ("quantize.qat.lr=-0.1", "quantize.qat.lr"),
+    ("quantize.qat.distill=maybe", "quantize.qat.distill"),
+    ("quantize.qat.epoch=3", "did you mean"),
+    ("quantize.precisions=[int8-qta]", "quantize.precisions"),
+])
+def test_bad_qat_settings_are_one_line_naming_the_field(override, names):
+    with pytest.raises(RecipeError) as err:
+        load_recipe(None, [override])
+    assert names in str(err.value) and "\n" not in str(err.value)
+
+
+def test_qat_defaults_are_two_epochs_at_a_hundredth_of_the_finetune_lr():
+    q = load_recipe(None, ["quantize.precisions=[fp32,int8-qat]"]).quantize
+    assert q.precisions == ["fp32", "int8-qat"]
+    assert (q.qat.epochs, q.qat.lr, q.qat.distill) == (2, None, False)
+
+
+def test_batchnorm_folds_into_its_convolution_without_changing_outputs():
+    model = _resnet()
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        ref = model(x)
+    bns = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert fold_batchnorm(model) == bns == 19 + 2  # resnet20: 19 convs + 2 shortcut projections
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    with torch.no_grad():
+        assert torch.allclose(model(x), ref, atol=1e-4)
+
+
+def test_a_model_fx_cannot_trace_keeps_its_batchnorm():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow: symbolic tracing fails
+                x = -x
+            return self.bn(self.conv(x))
+
+    model = Branchy()
+    assert fold_batchnorm(model) == 0 and isinstance(model.bn, nn.BatchNorm2d)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_weight_folding_matches_onnx_quantize_linear_exactly(per_channel):
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(4, 3, 2, 2)).astype(np.float32)
+    scale = (np.array([0.01, 0.02, 0.05, 0.1], np.float32) if per_channel else np.array(0.02, np.float32))
+    zero = np.zeros(scale.shape, np.int8)
+    w[0, 0, 0, 0] = 0.5 * float(scale.flat[0])  # a tie: rounds to even (0), not away from zero
+    w[1, 0, 0, 0] = 1e3  # saturates at 127
+    node = helper.make_node("QuantizeLinear", ["w", "s", "z"], ["q"], axis=0)
+    graph = helper.make_graph([node], "g", [], [helper.make_tensor_value_info("q", onnx.TensorProto.INT8, None)],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(scale, "s"),
+                               numpy_helper.from_array(zero, "z")])
+    expected = ReferenceEvaluator(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])).run(None, {})[0]
+    got = _quantize(w, scale, zero, 0)
+    assert got.dtype == np.int8 and np.array_equal(got, expected)
+    assert got[0, 0, 0, 0] == 0 and got[1, 0, 0, 0] == 127
+
+
+@pytest.fixture(scope="module")
+def qdq(tmp_path_factory):
+    """A resnet20 with NNCF fake quantizers, a few training steps, exported as Q/DQ ONNX."""
+    model = _resnet()
+    fold_batchnorm(model)
+    calib = np.random.default_rng(0).normal(size=(16, 3, 16, 16)).astype(np.float32)
+    qmodel = prepare_qat(model, calib)
+    opt = torch.optim.SGD(qmodel.parameters(), lr=1e-3)
+    qmodel.train()
+    for _ in range(2):  # the quantizers and weights train (straight-through gradients)
+        loss = nn.functional.cross_entropy(qmodel(torch.from_numpy(calib)), torch.arange(16) % 10)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    qmodel.eval()
+    path = qat_to_onnx(qmodel, calib, tmp_path_factory.mktemp("qat") / "model.onnx")
+    with torch.no_grad():
+        ref = qmodel(torch.from_numpy(calib)).numpy()
+    return path, calib, ref
+
+
+def test_the_qdq_onnx_stores_int8_weights_behind_dequantize_linear(qdq):
+    path, _, _ = qdq
+    g = onnx.load(str(path)).graph
+    ops = [n.op_type for n in g.node]
+    assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > ops.count("QuantizeLinear")
+    int8 = {t.name for t in g.initializer if t.data_type == onnx.TensorProto.INT8}
+    producers = {o: n for n in g.node for o in n.output}
+    weighted = [n for n in g.node if n.op_type in ("Conv", "Gemm")]
+    assert len(weighted) == 22 and int8_weight_count(path) == 22  # 21 convs + the classifier
+    for n in weighted:  # every weight is DequantizeLinear of an int8 initializer, no float copy
+        dq = producers[n.input[1]]
+        assert dq.op_type == "DequantizeLinear" and dq.input[0] in int8
+    floats = sum(numpy_helper.to_array(t).size for t in g.initializer if t.data_type == onnx.TensorProto.FLOAT)
+    ints = sum(numpy_helper.to_array(t).size for t in g.initializer if t.name in int8)
+    assert floats < 0.05 * ints  # what stays float: biases and scales
+
+
+def test_onnx_runtime_runs_it_as_int8_kernels_close_to_the_fake_quantized_model(qdq, tmp_path):
+    path, calib, ref = qdq
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"input": calib})[0]
+    fused = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert fused.count("QLinearConv") == 21 and "Conv" not in fused  # every conv runs in INT8
+    assert out.shape == ref.shape == (16, 10)
+    cos = float((out * ref).sum() / (np.linalg.norm(out) * np.linalg.norm(ref)))
+    assert cos > 0.99  # the same rounding as training saw; only the runtime's requantization differs
