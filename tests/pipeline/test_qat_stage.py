@@ -9,9 +9,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from edgeslim.errors import QuantizeError
 from edgeslim.finetune.resume import EpochCheckpoints
 from edgeslim.io import sha256_file, sha256_json
-from edgeslim.pipeline.context import NullReporter
+from edgeslim.pipeline.context import Context, NullReporter
 from edgeslim.pipeline.matrix import Cell, Variant, variants
 from edgeslim.pipeline.run import run_recipe
 from edgeslim.pipeline.stages import QatStage, QatTrainStage, QuantizeStage
@@ -167,3 +168,12 @@ def test_killed_qat_resumes_at_the_next_epoch_to_the_same_artifact(tmp_path, mon
     assert "int8-qat: resumed after epoch 1, continuing at epoch 2" in logs
     onnx_of = lambda s, d: d / next(r for r in s.rows if r["id"] == "compressed/onnx/int8-qat")["artifact"]  # noqa: E731
     assert sha256_file(onnx_of(resumed, out)) == sha256_file(onnx_of(ref, tmp_path / "ref"))
+
+
+def test_qat_without_labels_or_a_teacher_is_one_clear_error(tmp_path):
+    stage = QatTrainStage()
+    cfg = stage.slice(load_recipe(None, TINY + ["data.name=synthetic"]), variant=COMPRESSED)
+    with pytest.raises(QuantizeError) as err:  # before any model is loaded or trained
+        stage.run(tmp_path, {"model": None, "teacher": None}, cfg, Context(run_dir=tmp_path))
+    assert "quantize.qat.distill" in str(err.value) and "synthetic" in str(err.value)
+    assert "\n" not in str(err.value)
