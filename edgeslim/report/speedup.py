@@ -65,7 +65,7 @@ def _alignment_hint(poor: dict[str, list[tuple[Row, float]]], comp_report: dict[
                     round_to: Optional[int]) -> list[str]:
     """Only INT8 is evidence (FP32 went either way), and only a CPU whose block is wider than 8."""
     blocks = {t: channel_block((c.get("semantics") or {}).get("isa") or []) for t, what in poor.items()
-              for c, _ in what if c["precision"] == "int8"}
+              for c, _ in what if c["precision"].startswith("int8")}  # int8 and int8-qat
     block = max(blocks.values(), default=8)
     if block <= 8 or comp_report.get("family") != "structured" or (round_to or 1) % block == 0:
         return []  # factorized or distilled models have no pruned channel counts to align

@@ -23,7 +23,10 @@ device), the accuracy drop one accepts, and whether there is compute to retrain"
   which the prior proposes next to the others so that the measurement decides); and the
   latency-aware criterion when a latency budget is set;
 - **edge, size-bound** (an edge target, or ``max_bytes``): pruning plus INT8 plus
-  distillation from the baseline (the pruned student is fine-tuned against the teacher).
+  distillation from the baseline (the pruned student is fine-tuned against the teacher);
+- **accuracy-bound INT8** (a ``max_accuracy_drop`` below 100 points): the post-training
+  INT8 keeps its most sensitive layers in FP32 until the budget holds, and when retraining
+  is allowed the pruned model is also trained for INT8 (quantization-aware, ``int8-qat``).
 
 A candidate is a *recipe delta*: dotted keys overriding the user's recipe, so every
 candidate is an ordinary recipe that ``edgeslim run`` could run alone. Everything is read
@@ -44,6 +47,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
+from edgeslim.pipeline.matrix import QAT
 from edgeslim.recipe import CompressCfg, Recipe
 from edgeslim.select.constraints import SHORT_EPOCHS, Constraints
 from edgeslim.compress import METHODS
@@ -67,7 +71,7 @@ class Candidate:
     name: str
     delta: dict[str, Any]
     reason: str
-    rule: str  # post-training | no-retrain | gpu | cpu-latency | edge-size | recipe
+    rule: str  # post-training | no-retrain | gpu | cpu-latency | edge-size | qat | recipe
     variant: str = "compressed"  # the rows of its run that are its artifacts
     skipped: Optional[str] = None  # why it is not run (a method or format is not registered)
     failed: Optional[str] = None  # set by the plan when its run fails
@@ -93,7 +97,8 @@ def _registered() -> tuple[Any, Any, Any]:
 def _precisions(formats: list[str], wanted: list[str]) -> list[str]:
     """The wanted precisions some format has a registered quantizer for (fp32 needs none)."""
     _, _, quantizers = _registered()
-    return [p for p in wanted if p == "fp32" or any(f"{f}-{p}" in quantizers for f in formats)]
+    # fp32 needs no quantizer; int8-qat is made by the QAT stages for every format
+    return [p for p in wanted if p in ("fp32", QAT) or any(f"{f}-{p}" in quantizers for f in formats)]
 
 
 def _bf16(formats: list[str]) -> list[str]:
@@ -253,6 +258,21 @@ def _edge_size(r: _Rules) -> None:
               method=r.pruner, precisions=["int8"])
 
 
+def _qat(r: _Rules) -> None:
+    """INT8 that keeps its accuracy by training for it: under an accuracy budget that can bind,
+    when retraining is allowed, the middle pruning ratio's model is also fine-tuned with fake
+    quantizers (``int8-qat``). It shares every stage up to fine-tuning with ``<pruner>-50``, so
+    the measurement costs only the QAT epochs."""
+    d = r.c.max_accuracy_drop
+    if d is None or d >= 100:
+        return
+    r.add(f"{r.pruner}-50-qat", "qat",
+          f"max_accuracy_drop is {d:g} points and retraining is allowed: structured pruning ({r.crit}, "
+          f"ratio 0.5), {r.ft}, then quantization-aware training (int8-qat) instead of post-training INT8, "
+          "to keep INT8's accuracy", {"compress.method": r.crit, "compress.ratio": 0.5},
+          method=r.pruner, precisions=[QAT])
+
+
 def _own_recipe(r: _Rules) -> None:
     own = r.recipe.compress
     if own != CompressCfg() and own.method in r.methods:
@@ -262,7 +282,7 @@ def _own_recipe(r: _Rules) -> None:
 
 
 # The decision guide, in the order its candidates run; without retraining only the first two apply.
-RULES = (_post_training, _gpu, _cpu_latency, _edge_size, _own_recipe)
+RULES = (_post_training, _gpu, _cpu_latency, _edge_size, _qat, _own_recipe)
 NO_RETRAIN_RULES = (_post_training, _no_retrain)
 
 

@@ -32,7 +32,7 @@ def test_three_contrasting_constraint_sets_give_different_candidates():
 
 def test_latency_bound_candidates_are_structured_plus_int8():
     _, cands = proposals(targets=("cpu",), **SETS["tight-latency"])
-    for c in cands[1:]:
+    for c in [c for c in cands[1:] if c.rule != "qat"]:  # qat: the same pruning, INT8 by training
         assert METHODS.get(c.delta["compress.method"]).family == "structured"
         assert c.delta["quantize.precisions"] == ["int8"] and c.rule == "cpu-latency"
 
@@ -91,7 +91,7 @@ def test_every_candidate_is_a_valid_recipe(opts):
     for c in cands:
         r = candidate_recipe(recipe, c)
         assert r.name == f"default-{c.name}"
-        assert set(r.quantize.precisions) <= {"fp32", "fp16", "bf16", "int8"}
+        assert set(r.quantize.precisions) <= {"fp32", "fp16", "bf16", "int8", "int8-qat"}
 
 
 @pytest.mark.parametrize("isa, aligned", [(["avx2"], []),
@@ -114,7 +114,7 @@ def test_an_avx512_host_adds_a_candidate_aligned_to_its_channel_block(monkeypatc
 
 def test_a_size_budget_without_a_latency_budget_says_why_only_distilled_candidates_are_proposed():
     recipe, c = plan_inputs(None, [], targets=["cpu", "edge"], retrain="short", max_bytes=150_000)
-    assert [x.rule for x in propose(recipe, c)] == ["post-training", "edge-size", "edge-size"]
+    assert [x.rule for x in propose(recipe, c)] == ["post-training", "edge-size", "edge-size", "qat"]
     (note,) = candidate_notes(recipe, c)
     assert note.startswith("max_bytes is set and cpu has no latency budget, so cpu is treated as size-bound")
     assert "`--latency-ms cpu=MS` would also propose l1-30, l1-50, l1-70" in note and "(cpu-latency)" in note
@@ -139,7 +139,7 @@ def test_a_family_left_out_by_a_constraint_is_named_with_the_option_that_brings_
 
 def test_a_broad_candidate_set_has_no_notes():
     recipe, c = plan_inputs(None, [], targets=["cpu", "edge"])
-    assert {x.rule for x in propose(recipe, c)} == {"post-training", "cpu-latency", "edge-size"}
+    assert {x.rule for x in propose(recipe, c)} == {"post-training", "cpu-latency", "edge-size", "qat"}
     assert candidate_notes(recipe, c) == []
 
 
@@ -177,3 +177,19 @@ def test_bf16_is_proposed_on_cpu_targets_only_where_a_format_executes_it(monkeyp
     # nor on a GPU-only plan
     recipe, c = plan_inputs(None, both, targets=["gpu"])
     assert all("bf16" not in x.precisions for x in propose(recipe, c))
+
+
+@pytest.mark.parametrize("budget, retrain, proposed", [(1.0, "full", True), (0.5, "short", True),
+                                                       (1.0, "none", False), (100.0, "full", False)])
+def test_qat_is_proposed_under_a_binding_accuracy_budget_when_retraining_is_allowed(budget, retrain, proposed):
+    recipe, cands = proposals(targets=("cpu",), max_accuracy_drop=budget, retrain=retrain)
+    qat = [c for c in cands if c.rule == "qat"]
+    assert bool(qat) == proposed, [c.name for c in cands]
+    if proposed:
+        r = candidate_recipe(recipe, qat[0])
+        assert r.quantize.precisions == ["int8-qat"] and r.compress.ratio == 0.5 and trains(r)
+        # it differs from the plain pruned candidate only in how INT8 is made: stages up to
+        # fine-tuning are shared by key
+        plain = next(c for c in cands if c.name == qat[0].name.removesuffix("-qat"))
+        assert {k: v for k, v in qat[0].delta.items() if k != "quantize.precisions"} == \
+               {k: v for k, v in plain.delta.items() if k != "quantize.precisions"}
