@@ -82,6 +82,20 @@ def test_dynamic_batch_and_names(ir, model, batch):
     np.testing.assert_allclose(out, _torch(model, x), atol=1e-4, rtol=0)
 
 
+def test_a_dynamic_batch_ir_runs_compiled_static_for_each_batch_size(ir, model):
+    # the IR keeps its dynamic batch; the runner compiles one static shape per batch size it
+    # is given (faster kernels than the dynamic compilation), each one right
+    with OpenVinoRunner(ir, threads=1) as r:
+        compiled_at_load = [tuple(i.get_shape()) for i in r.compiled.inputs]
+        for batch in (1, 3, 1, 3):
+            x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+            np.testing.assert_allclose(r.infer(x), _torch(model, x), atol=1e-4, rtol=0)
+        sem = r.semantics()
+    assert compiled_at_load == [(1, 3, 32, 32)]  # static: get_shape() raises on a dynamic one
+    assert sem["shapes"].startswith("static per input shape")
+    assert core().read_model(str(ir.path)).inputs[0].get_partial_shape()[0].is_dynamic  # the file is unchanged
+
+
 def test_fp16_weights_halve_the_bin(model, sample, ir, tmp_path):
     art = EXPORTERS.get("openvino").export(model, sample, tmp_path, cfg=ExportCfg(openvino_weights="fp16"),
                                            variant="baseline", method="none")
