@@ -15,9 +15,11 @@ and ``edge`` (a worker pinned to one core, 1 thread):
   ``--max-drop`` points of the run's FP32 row; the synthetic labels are random, so on these
   weights this only excludes a broken artifact) is edgeslim's choice.
 
-Then all of them are timed again side by side in interleaved rounds (one process for
-``cpu``, one pinned worker for ``edge``; each round times every configuration once, in a
-rotated order; a figure is the median of the rounds' p50), with edgeslim's artifact run by
+Then all of them are timed again side by side in interleaved rounds: each round times every
+configuration once, in a rotated order, each alone in a fresh process (pinned to CPU 0 with
+one thread for ``edge``), as a deployed application runs it — in one shared process the
+runtimes' thread pools disturbed each other (mobilenet_v2's bf16 IR: 1.72 ms there, 0.96 ms
+alone); a figure is the median of the rounds' p50. edgeslim's artifact is run by
 its own runner and the target's runtime settings. The roofline column is the artifact's
 MACs per second over the CPU's peak for the precision it executed (edgeslim.targets.roofline;
 ``--mhz`` overrides the clock read from the machine).
@@ -40,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from _artifacts import RESULTS, Builder, machine
-from _interleave import interleaved, pinned_worker
+from _interleave import isolated
 from _noise import add_noise_args, check_quiet, write_result
 
 MODELS = ("resnet50", "mobilenet_v2")
@@ -159,8 +161,8 @@ def compare(model: str, size: int, work: Path, args: argparse.Namespace) -> dict
             picks["best INT8"] = int8
         specs = specs_for(target, hand, picks)
         clean = [{k: v for k, v in s.items() if k not in ("macs", "source", "pipeline_p50_ms")} for s in specs]
-        res = (pinned_worker(clean, x, rounds=args.rounds, seconds=args.seconds, core=0) if target == "edge"
-               else interleaved(clean, x, rounds=args.rounds, seconds=args.seconds))
+        # each configuration alone in a fresh process per round, as a deployed application runs
+        res = isolated(clean, x, rounds=args.rounds, seconds=args.seconds, core=0 if target == "edge" else None)
         table = []
         for s in specs:
             r = res[s["name"]]
@@ -188,8 +190,8 @@ def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = ["# edgeslim vs the peers chained by hand", "",
              f"Command: `{result['command']}` · {m['cpu']} ({', '.join(m['isa'])}), {m['usable_cores']} usable CPUs. "
-             f"{result['rounds']} interleaved rounds of {result['seconds']:g} s per configuration; p50 = median of the "
-             f"rounds' p50. Random weights (timing only). `edge` = a worker pinned to CPU 0, 1 thread. "
+             f"{result['rounds']} interleaved rounds of {result['seconds']:g} s per configuration, each alone in a fresh "
+             f"process; p50 = median of the rounds' p50. Random weights (timing only). `edge` = a worker pinned to CPU 0, 1 thread. "
              f"Clock for the roofline: {result['mhz']:.0f} MHz ({result['mhz_source']}). {result['wall_s']:.0f} s in all.", "",
              "| model | target | edgeslim choice ÷ hand-chained best (p50) |", "|---|---|---|"]
     for model, r in result["models"].items():
