@@ -97,6 +97,9 @@ def test_the_readme_deploy_script_classifies_an_image_with_the_release(releases,
     opts = {"inference_precision": manifest["semantics"]["inference_precision"]} if fmt == "openvino" else {}
     with RUNNERS.get(fmt)(open_artifact(folder / manifest["artifact"]), **opts) as runner:
         reference = runner.infer(read_image(image, 32).numpy()[None])
-    np.testing.assert_allclose(ns["logits"], reference, atol=1e-4)
+    # bf16 float layers round at 8 bits: kernels chosen for another shape may differ by that
+    bf16 = opts.get("inference_precision") == "bf16"
+    np.testing.assert_allclose(ns["logits"], reference, atol=2e-2 * np.abs(reference).max() if bf16 else 1e-4)
+    assert int(ns["logits"].argmax()) == int(reference.argmax())
     # the baseline learnt the colours (every validation image right), and names this one
     assert manifest["metrics"]["accuracy"] == 1.0 and printed == "green\n"
