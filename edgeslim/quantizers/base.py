@@ -16,10 +16,11 @@ from edgeslim.errors import QuantizeError
 from edgeslim.exporters.parity import MIN_COSINE, ParityReport, compare
 from edgeslim.quantizers.config import QuantizeCfg
 from edgeslim.registry import Registry
+from edgeslim.targets.profiler import accuracy
 from edgeslim.targets.runner import RUNNERS
 
-__all__ = ["MIN_COSINE", "QUANTIZERS", "Quantizer", "check_against_parent", "register_quantizer",
-           "validate_against_parent"]
+__all__ = ["MIN_COSINE", "QUANTIZERS", "Quantizer", "check_accuracy_drop", "check_against_parent",
+           "register_quantizer", "validate_against_parent"]
 
 
 class Quantizer:
@@ -53,6 +54,31 @@ def check_against_parent(parent_out: np.ndarray, out: np.ndarray, precision: str
     if not report.passed:
         raise QuantizeError(f"{what} differs from its FP32 parent beyond tolerance: {report.summary()}")
     return report
+
+
+def check_accuracy_drop(art: Artifact, parent: Artifact, x: np.ndarray, y: Optional[np.ndarray],
+                        tolerance_points: float) -> dict:
+    """``quantize.tolerance_points``: top-1 of the artifact and of its FP32 parent on the
+    labelled val split, in their runtimes; a :class:`QuantizeError` when the artifact loses
+    more than ``tolerance_points``. Unlabelled data cannot be judged and is recorded so.
+
+    Example::
+
+        check_accuracy_drop(int8, fp32, x, y, 1.0)   # {"parent": 0.99, "accuracy": 0.985, "drop_points": 0.5, ...}
+    """
+    if y is None:
+        return {"tolerance_points": tolerance_points, "measured": False, "why": "the val split has no labels"}
+    with RUNNERS.get(parent.format)(parent) as r:
+        ref = accuracy(r, x, y)
+    with RUNNERS.get(art.format)(art) as r:
+        got = accuracy(r, x, y)
+    drop = round(100 * (ref - got), 4)
+    if drop > tolerance_points:
+        raise QuantizeError(f"the {art.id} artifact loses {drop:.2f} points of top-1 against its FP32 parent "
+                            f"({100 * ref:.2f}% -> {100 * got:.2f}% on {len(y)} val images), more than "
+                            f"quantize.tolerance_points={tolerance_points:g}")
+    return {"tolerance_points": tolerance_points, "measured": True, "parent": ref, "accuracy": got,
+            "drop_points": drop, "samples": int(len(y))}
 
 
 def validate_against_parent(art: Artifact, parent: Artifact, x: np.ndarray) -> dict:

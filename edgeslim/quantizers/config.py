@@ -32,8 +32,8 @@ class QuantizeCfg(StrictModel):
     # points of top-1 accuracy; set = accuracy-controlled PTQ on the labelled val split (NNCF for
     # OpenVINO; for ONNX Runtime the most sensitive layers stay FP32 one by one, see fallback.py)
     max_accuracy_drop: Optional[float] = Field(None, ge=0)
-    # INT8 may lose this much accuracy (points) against its FP32 parent before the
-    # quantize stage fails; null = record only.
+    # a quantized artifact may lose this much top-1 (points) against its FP32 parent on the
+    # labelled val split before its quantize stage fails (a gate); null = no check
     tolerance_points: Optional[float] = Field(None, ge=0)
     nncf_preset: Literal["performance", "mixed"] = "performance"
     nncf_fast_bias_correction: bool = True

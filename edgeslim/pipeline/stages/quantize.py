@@ -14,7 +14,7 @@ from edgeslim.pipeline.stage import StageResult
 from edgeslim.pipeline.stages.base import DataSlice, Slice, Stage
 from edgeslim.pipeline.stages.export import parity_inputs
 from edgeslim.quantizers import QUANTIZERS
-from edgeslim.quantizers.base import validate_against_parent
+from edgeslim.quantizers.base import check_accuracy_drop, validate_against_parent
 from edgeslim.quantizers.config import QuantizeCfg
 from edgeslim.quantizers.qat import QatCfg
 from edgeslim.recipe import Recipe
@@ -60,5 +60,8 @@ class QuantizeStage(Stage[QuantizeSlice]):
         with ctx.reporter.task(f"quantize {parent.variant} {parent.format} → {cfg.precision}"):
             art = quantizer.quantize(parent, calib, workdir, cfg=cfg.quantize, **extra)
             art.info["parity"] = validate_against_parent(art, parent, parity_inputs(data, cfg.parity_samples))
+            if cfg.quantize.tolerance_points is not None:  # a gate: the stage fails beyond it
+                art.info["tolerance"] = check_accuracy_drop(art, parent, *data.val_arrays(),
+                                                            cfg.quantize.tolerance_points)
         write_json(workdir / "parity.json", art.info["parity"])
         return {"artifact": art.to_json(workdir)}
