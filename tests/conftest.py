@@ -17,3 +17,15 @@ def _decoded_cache_in_tmp(tmp_path_factory):
         os.environ.pop("EDGESLIM_CACHE", None)
     else:
         os.environ["EDGESLIM_CACHE"] = previous
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures(...)``):
+    their models are tiny, and two threads on a busy 2-core CI machine only add contention."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -29,12 +29,7 @@ FAST = {"slimming": {"sparsity_epochs": 0}, "hrank": {"hrank_batches": 1}, "tayl
         "latency": {"latency_repeats": 5}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,7 @@ SPEC = {"name": "plain_cnn", "num_classes": 10, "kwargs": {}}
 X = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def _low_rank_cnn(noise: float = 1e-3) -> nn.Module:

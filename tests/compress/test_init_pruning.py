@@ -22,12 +22,7 @@ EXAMPLE = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 METHODS_AT_INIT = ["snip", "grasp", "synflow", "random_init"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ SPEC = {"name": "resnet20", "num_classes": 10, "kwargs": {}}
 EXAMPLE = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The CPU is small and shared: intra-op threads only add contention for these tiny models."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ from edgeslim.recipe import ExportCfg
 from edgeslim.targets.ort_runner import OrtRunner
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def _session(path: Path) -> ort.InferenceSession:

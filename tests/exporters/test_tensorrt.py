@@ -29,12 +29,7 @@ TRT_OK, TRT_WHY = tensorrt_status()
 needs_trt = pytest.mark.skipif(not TRT_OK, reason=f"TensorRT path unavailable: {TRT_WHY}")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

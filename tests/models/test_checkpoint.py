@@ -21,13 +21,7 @@ from edgeslim.models.zoo import create_model
 SPEC = {"name": "resnet20", "num_classes": 10, "kwargs": {}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The CPU is small and shared: intra-op threads only add contention for these tiny models."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def _conv_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:

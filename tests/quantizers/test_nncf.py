@@ -19,12 +19,7 @@ from edgeslim.targets.openvino_runner import OpenVinoRunner, core, supports
 from edgeslim.targets.profiler import accuracy
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

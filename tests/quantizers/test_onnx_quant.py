@@ -24,12 +24,7 @@ from edgeslim.quantizers.onnx_graph import compact_names
 from edgeslim.recipe import ExportCfg, QuantizeCfg
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def _run(path, x):

@@ -29,12 +29,7 @@ from edgeslim.select.prior import propose
 SAMPLES = 48  # of the 64 val images: the subset sensitivity scores on
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")
