@@ -9,19 +9,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 from onnx import TensorProto, numpy_helper
 
 from edgeslim.artifacts import Artifact
-from edgeslim.data import load_data
 from edgeslim.errors import QuantizeError
-from edgeslim.exporters import EXPORTERS
-from edgeslim.finetune.train import TrainSpec, train
-from edgeslim.models.zoo import create_model
 from edgeslim.quantizers import QUANTIZERS
 from edgeslim.quantizers.base import check_against_parent, validate_against_parent
 from edgeslim.quantizers.onnx_graph import compact_names
-from edgeslim.recipe import ExportCfg, QuantizeCfg
+from edgeslim.recipe import QuantizeCfg
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
@@ -35,11 +30,6 @@ def _run(path, x):
 
 
 @pytest.fixture(scope="module")
-def data():
-    return load_data("digits", input_size=32, num_classes=10, limit_train=256, limit_val=64)
-
-
-@pytest.fixture(scope="module")
 def val_x(data):
     return data.val_arrays()[0]
 
@@ -47,20 +37,6 @@ def val_x(data):
 @pytest.fixture(scope="module")
 def calib(data):
     return data.calibration(64, seed=0)
-
-
-@pytest.fixture(scope="module")
-def parent(data, val_x, tmp_path_factory):
-    # six short epochs on real digits (~20 s): logits that separate the classes, as a deployed
-    # model's do (a random network's near-tied logits turn any quantization noise into
-    # top-1 flips, which says nothing about the quantizer)
-    torch.manual_seed(0)
-    model = create_model("resnet20", num_classes=10)
-    history = train(model, data, TrainSpec(6, 0.1, batch_size=32))
-    assert history[-1]["val_accuracy"] > 0.8
-    out = tmp_path_factory.mktemp("fp32")
-    return EXPORTERS.get("onnx").export(model.eval(), val_x[:8], out, cfg=ExportCfg(),
-                                        variant="compressed", method="l1")
 
 
 def _quantize(parent, calib, out_dir, **cfg):

@@ -6,23 +6,18 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, numpy_helper
 
 from edgeslim.artifacts import Artifact
-from edgeslim.data import load_data
 from edgeslim.errors import QuantizeError
-from edgeslim.exporters import EXPORTERS
-from edgeslim.finetune.train import TrainSpec, train
 from edgeslim.io import read_json
-from edgeslim.models.zoo import create_model
 from edgeslim.pipeline.context import Context
 from edgeslim.pipeline.matrix import Cell, Variant
 from edgeslim.pipeline.stage import StageResult
 from edgeslim.pipeline.stages import QuantizeStage
 from edgeslim.quantizers import QUANTIZERS
 from edgeslim.quantizers.sensitivity import Reference, infer, worst_first
-from edgeslim.recipe import ExportCfg, QuantizeCfg, load_recipe
+from edgeslim.recipe import QuantizeCfg, load_recipe
 from edgeslim.select.plan import candidate_recipe, plan_inputs
 from edgeslim.select.prior import propose
 
@@ -33,11 +28,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.p
 
 
 @pytest.fixture(scope="module")
-def data():
-    return load_data("digits", input_size=32, num_classes=10, limit_train=256, limit_val=64)
-
-
-@pytest.fixture(scope="module")
 def val(data):
     return data.val_arrays()
 
@@ -45,16 +35,6 @@ def val(data):
 @pytest.fixture(scope="module")
 def calib(data):
     return data.calibration(64, seed=0)
-
-
-@pytest.fixture(scope="module")
-def parent(data, val, tmp_path_factory):
-    # trained as in test_onnx_quant.py (~15 s): separated logits, so flips mean something
-    torch.manual_seed(0)
-    model = create_model("resnet20", num_classes=10)
-    assert train(model, data, TrainSpec(6, 0.1, batch_size=32))[-1]["val_accuracy"] > 0.8
-    return EXPORTERS.get("onnx").export(model.eval(), val[0][:8], tmp_path_factory.mktemp("fp32"),
-                                        cfg=ExportCfg(), variant="compressed", method="l1")
 
 
 def _quantize(parent, calib, out, val, **cfg):
