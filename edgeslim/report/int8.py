@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 import onnx
 
+from edgeslim.artifacts import is_int8
 from edgeslim.io import format_bytes, read_json
 from edgeslim.quantizers.config import QuantizeCfg
 
@@ -174,7 +175,7 @@ def explain_lines(rows: list[Row], run_dir: Path, budget: float) -> list[str]:
     """One line per bad fact of each INT8 row (slower, larger, beyond the accuracy budget)."""
     ok = [r for r in rows if r.get("status") == "ok"]
     out = []
-    for r in (r for r in ok if str(r.get("precision")).startswith("int8")):  # int8, int8-qat
+    for r in (r for r in ok if is_int8(r.get("precision"))):
         twins = [t for t in ok if t.get("precision") in ("fp32", "fp16")
                  and (t["variant"], t["format"], t["target"]) == (r["variant"], r["format"], r["target"])]
         f = _facts(r, run_dir)
@@ -226,7 +227,7 @@ def sensitivity_lines(rows: list[Row], run_dir: Path) -> list[str]:
 
 def int8_sections(rows: list[Row], run_dir: Path, cfg: QuantizeCfg) -> list[str]:
     """The two Markdown sections (headings included), or [] when the run has no INT8 artifact."""
-    if not any(str(r.get("precision")).startswith("int8") and r.get("artifact") for r in rows):
+    if not any(is_int8(r.get("precision")) and r.get("artifact") for r in rows):
         return []
     budget = budget_points(cfg)
     bad = explain_lines(rows, run_dir, budget)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from edgeslim.artifacts import is_int8
 from edgeslim.targets.base import channel_block
 
 Row = dict[str, Any]
@@ -65,7 +66,7 @@ def _alignment_hint(poor: dict[str, list[tuple[Row, float]]], comp_report: dict[
                     round_to: Optional[int]) -> list[str]:
     """Only INT8 is evidence (FP32 went either way), and only a CPU whose block is wider than 8."""
     blocks = {t: channel_block((c.get("semantics") or {}).get("isa") or []) for t, what in poor.items()
-              for c, _ in what if c["precision"].startswith("int8")}  # int8 and int8-qat
+              for c, _ in what if is_int8(c["precision"])}
     block = max(blocks.values(), default=8)
     if block <= 8 or comp_report.get("family") != "structured" or (round_to or 1) % block == 0:
         return []  # factorized or distilled models have no pruned channel counts to align

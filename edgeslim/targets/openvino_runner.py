@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeslim.artifacts import is_int8
 from edgeslim.backends.openvino import (PRECISIONS, capabilities, check_ir, core, error_line, supports,
                                        version)
 from edgeslim.errors import TargetError
@@ -59,7 +60,7 @@ def default_precision(artifact_precision: str, device: str = "CPU", *, fastest: 
     if artifact_precision == "fp16" and supports("f16", device):
         return "f16"
     # int8 and its variants (int8-qat): the float layers an INT8 IR keeps
-    if artifact_precision.startswith("int8") and fastest and supports("bf16", device):
+    if is_int8(artifact_precision) and fastest and supports("bf16", device):
         return "bf16"
     return "f32"
 
