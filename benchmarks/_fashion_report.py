@@ -23,6 +23,17 @@ from edgeslim.select.seeds import resolution, tied
 from edgeslim.targets.base import cpu_info
 
 KIND = {"fp32": "FP32", "int8": "PTQ INT8", "int8-qat": "QAT INT8"}
+# The dataset's name in titles, and what its validation split is
+DATA = {"fashion-mnist": ("Fashion-MNIST", "the t10k split"),
+        "digits": ("scikit-learn's digits", "a random 20% validation split")}
+
+
+def _data(s: dict[str, Any]) -> tuple[str, str]:
+    return DATA[s.get("dataset", "fashion-mnist")]
+
+
+def _subset(s: dict[str, Any]) -> str:
+    return "all training images" if not s["train_limit"] else f"the first {s['train_limit']:,} training images"
 
 
 def stats(values: list[float]) -> dict[str, Any]:
@@ -252,15 +263,17 @@ def _quant_goals(out: list[dict[str, Any]]) -> list[str]:
 
 def quant_md(out: dict[str, Any], base: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     s = meta["settings"]
-    lines = ["# INT8 that keeps its accuracy on Fashion-MNIST: PTQ, per-layer fallback, QAT", "",
+    name, split = _data(s)
+    prefix = "fashion" if s.get("dataset", "fashion-mnist") == "fashion-mnist" else s["dataset"]
+    lines = [f"# INT8 that keeps its accuracy on {name}: PTQ, per-layer fallback, QAT", "",
              *_header(meta, out),
-             f"Model: {', '.join(s['quant_models'])} at {s['size']} px, from the baseline (fashion-baseline.md) "
-             f"({', '.join(f'{m} {pts(a)}%' for m, a in out['baselines'].items())} on t10k), pruned with l1 at "
-             f"`compress.ratio` 0.5, fine-tuned {s['finetune_epochs']} epoch(s) on the first {s['train_limit']:,} "
-             f"training images, over fine-tune seeds {', '.join(str(k) for k in range(s['quant_seeds']))}; "
+             f"Model: {', '.join(s['quant_models'])} at {s['size']} px, from the baseline ({prefix}-baseline.md) "
+             f"({', '.join(f'{m} {pts(a)}%' for m, a in out['baselines'].items())} on {split}), pruned with l1 at "
+             f"`compress.ratio` 0.5, fine-tuned {s['finetune_epochs']} epoch(s) on {_subset(s)}"
+             f"{'' if s.get('finetune_lr') is None else ' at lr ' + str(s['finetune_lr'])}, over fine-tune seeds {', '.join(str(k) for k in range(s['quant_seeds']))}; "
              f"QAT: `int8-qat`, {s['qat_epochs']} epoch(s) on the same subset; fallback: "
              "`quantize.max_accuracy_drop: 0.5` (ONNX Runtime: most sensitive layers kept FP32 one by one; "
-             "OpenVINO: NNCF accuracy control). Accuracy: each artifact in its runtime on the t10k split "
+             f"OpenVINO: NNCF accuracy control). Accuracy: each artifact in its runtime on {split} "
              f"({base['val_images']:,} images). "
              "**p50: from each run's own profile rows** (target cpu, batch 1, median over the seeds' rows; "
              "measured while the rest of the benchmark ran, so indicative); bytes: every file of the first seed's artifact.", "",
@@ -319,7 +332,7 @@ def plan_md(out: dict[str, Any], base: dict[str, Any], meta: dict[str, Any]) -> 
              f"`edgeslim plan` without a recipe (targets cpu and edge, `max_accuracy_drop` 1 point) on "
              f"`data.name: fashion-mnist` at {s['size']} px, from the baseline's weights "
              f"({pts(base['accuracy'])}% on t10k, {_converged(base)}), fine-tuning on the first {s['train_limit']:,} training images "
-             f"({s['finetune_epochs']} epoch(s), `retrain: full`), `--seeds {s['plan_seeds']}`; plan folder "
+             f"({s['finetune_epochs']} epoch(s){'' if s.get('finetune_lr') is None else ' at lr ' + str(s['finetune_lr'])}, `retrain: full`), `--seeds {s['plan_seeds']}`; plan folder "
              f"`{out['out_dir']}` ({out['stages']} stages, {out['cached']} cached).",
              f"Candidates ({len(cands)}): {', '.join(c['name'] for c in cands)}"
              + "".join(f"; {c['name']} skipped: {c['skipped']}" for c in out["candidates"] if c["skipped"])
@@ -353,20 +366,23 @@ def baseline_md(out: dict[str, Any], base: dict[str, Any], meta: dict[str, Any])
     r, c = out["recipe"], out.get("convergence") or {}
     b = r["baseline"]
     acc, n = out["accuracy"], out["train_images"]
-    split = "all 60,000 training images" if n == 60_000 else f"the first {n:,} training images"
-    lines = [f"# Fashion-MNIST baseline: {out['model']} at {out['input_size']} px, with the patience rule", "",
+    name, val = _data(meta["settings"])
+    fashion = name == "Fashion-MNIST"
+    split = "all 60,000 training images" if n == 60_000 or not fashion else f"the first {n:,} training images"
+    lines = [f"# {name} baseline: {out['model']} at {out['input_size']} px, with the patience rule", "",
              *_header(meta, out),
-             f"Training: {split}, validation: the t10k split "
-             f"({out['val_images']:,} images, the official test set); batch {r['data']['batch_size']}, "
+             f"Training: {split} ({n:,}), validation: {val} "
+             f"({out['val_images']:,} images{', the official test set' if fashion else ''}); batch {r['data']['batch_size']}, "
              f"{b['optimizer']} lr {b['lr']} (cosine over the {out['cap']}-epoch cap, {b['warmup_epochs']:g} warm-up "
              f"epoch), weight decay {b['weight_decay']}, no augmentation (`data.augment: auto` is off for IDX data), "
              f"{out['precision']} autocast; `baseline.patience` {out['patience']} (min gain {100 * b['min_delta']:g} point), "
-             f"best epoch kept. 28 px is the dataset's own size: no resampling, 23% fewer MACs than 32 px.", "",
-             f"**Accuracy {pts(acc)}%** on t10k (goal ≥ 92%: {'met' if acc >= 0.92 else 'not met'}; published "
-             f"ResNet-18: 94.9%), after {out['epochs']} epochs: {c.get('reason', 'no convergence record')}. "
+             "best epoch kept." + (" 28 px is the dataset's own size: no resampling, 23% fewer MACs than 32 px."
+                                   if fashion and out["input_size"] == 28 else ""), "",
+             f"**Accuracy {pts(acc)}%** on {val}" + (f" (goal ≥ 92%: {'met' if acc >= 0.92 else 'not met'}; published "
+                                                      "ResNet-18: 94.9%)" if fashion else "") + f", after {out['epochs']} epochs: {c.get('reason', 'no convergence record')}. "
              f"Training took {out['seconds'] / 60:.1f} min ({out['images_per_s'] or 0:.0f} img/s median) "
              + ("(cached from an earlier invocation)." if out["cached"] else "in this invocation."),
-             "The best epoch is chosen on t10k itself (it is the only validation split), so the figure is "
+             f"The best epoch is chosen on {val} itself (it is the only validation split), so the figure is "
              "slightly optimistic, as for every early-stopped model validated on its test set.", "",
              "| epoch | lr | train % | val % | img/s |", "|---|---|---|---|---|"]
     for h in out["history"]:
@@ -390,32 +406,53 @@ def _header(meta: dict[str, Any], out: dict[str, Any]) -> list[str]:
 RENDER = {"baseline": baseline_md, "criteria": criteria_md, "quant": quant_md, "plan": plan_md}
 
 
+QUANT_FILES = ("fashion-quant", "digits-quant")  # the sections of quantization.md, in this order
+
+
 def write_part(part: str, out: dict[str, Any], base: dict[str, Any], meta: dict[str, Any], results: Path,
-               args: Any, quiet: dict[str, Any]) -> list[Path]:
-    """``fashion-<part>.{json,md}`` (and ``quantization.{json,md}`` for quant); the paths written."""
+               args: Any, quiet: dict[str, Any], prefix: str = "fashion", label: str = "") -> list[Path]:
+    """``<prefix>-<part>.{json,md}`` (and, for quant, ``quantization.{json,md}``: every
+    dataset's quant result found in ``results``, Fashion-MNIST first); the paths written."""
     md = "\n".join(RENDER[part](out, base, meta))
     payload = json.dumps({"meta": meta, "result": out}, indent=1, default=str) + "\n"
     rows = out.get("rows")  # rows marked noisy keep a committed result from being replaced
-    names = [f"fashion-{part}"] + (["quantization"] if part == "quant" else [])
-    written = []
-    for name in names:
-        for suffix, text in ((".json", payload), (".md", md)):
-            if write_result(results / f"{name}{suffix}", text, args, rows=rows, quiet=quiet):
-                written.append(results / f"{name}{suffix}")
+    written, name = [], f"{prefix}-{part}" + (f"-{label}" if label else "")
+    for suffix, text in ((".json", payload), (".md", md)):
+        if write_result(results / f"{name}{suffix}", text, args, rows=rows, quiet=quiet):
+            written.append(results / f"{name}{suffix}")
+    if part == "quant" and written and not label:
+        written += _write_quantization(results, args)
     return written
+
+
+def _write_quantization(results: Path, args: Any) -> list[Path]:
+    """quantization.{json,md}: the per-dataset quant results side by side, each section as its
+    own file has it (load check line, command, CPU), under one title."""
+    parts = {n: json.loads((results / f"{n}.json").read_text()) for n in QUANT_FILES if (results / f"{n}.json").exists()}
+    md = ["# INT8 that keeps its accuracy: PTQ, per-layer fallback, QAT", "",
+          "Each section is one invocation of `benchmarks/fashion.py --parts quant` (its own file: "
+          + ", ".join(f"{n}.md" for n in parts) + "), with its machine load, command and settings.", ""]
+    for n in parts:
+        body = (results / f"{n}.md").read_text(encoding="utf-8").splitlines()
+        md += ["#" + line if line.startswith("#") else line for line in body] + [""]
+    paths = [results / "quantization.json", results / "quantization.md"]
+    paths[0].write_text(json.dumps(parts, indent=1, default=str) + "\n", encoding="utf-8")
+    paths[1].write_text("\n".join(md), encoding="utf-8")  # each section carries its own load check line
+    return paths
 
 
 def work_plan(s: Any, parts: list[str]) -> list[str]:
     """What each part will train, so a user sees the size of the run before it starts."""
     runs = len(s.criteria) * len(s.levels) * s.seeds
-    base_imgs = s.baseline_limit or 60_000
+    base_imgs = s.baseline_limit or (60_000 if s.dataset == "fashion-mnist" else 1_437)
+    sub = f"{s.train_limit:,}" if s.train_limit else "all"
     out = {"baseline": f"baseline: ≤ {s.baseline_epochs} epochs × {base_imgs:,} images (patience {s.patience})",
            "criteria": f"criteria: {runs} fine-tunes ({len(s.criteria)} criteria × {len(s.levels)} levels × "
-                       f"{s.seeds} seeds) + {s.seeds} controls, each {s.finetune_epochs} epoch(s) × {s.train_limit:,} images",
+                       f"{s.seeds} seeds) + {s.seeds} controls, each {s.finetune_epochs} epoch(s) × {sub} images",
            "quant": f"quant: {len(s.quant_models)} model(s) × {s.quant_seeds} seeds: fine-tune {s.finetune_epochs} + "
-                    f"QAT {s.qat_epochs} epoch(s) × {s.train_limit:,} images, 2 formats × 4 INT8/FP32 artifacts",
+                    f"QAT {s.qat_epochs} epoch(s) × {sub} images, 2 formats × 4 INT8/FP32 artifacts",
            "plan": f"plan: default candidates × {s.plan_seeds} seeds, {s.finetune_epochs} fine-tune epoch(s) × "
-                   f"{s.train_limit:,} images, profiled on cpu and edge"}
+                   f"{sub} images, profiled on cpu and edge"}
     return [out[p] for p in parts]
 
 

@@ -26,6 +26,17 @@ is in random order, so this is near class-balanced; the counts per class are rep
 ``--finetune-epochs`` epochs, starting from the baseline's weights (``model.weights``), and
 is validated on the full t10k split. Every part reuses the one baseline (its stage cache).
 
+``--finetune-lr`` sets ``finetune.lr`` of everything after the baseline. The recipe's 0.05 is
+for a full fine-tune; on a few epochs of a subset it undoes the baseline's training (measured
+here, l1 at 2x MACs, 2 epochs of 6,000 images, seed 0: 89.97% at 0.05, 92.08% at 0.01, 92.01%
+at 0.005; the control fell from 93.63% to 91.86% at 0.05 and stayed at 93.43% at 0.01).
+
+``--dataset digits`` runs the parts ``baseline`` and ``quant`` on scikit-learn's digits
+instead (32 px, all 1,437 training images everywhere, the recipe's 8 fine-tune epochs; work in
+``benchmarks/work/digits``, results ``digits-<part>.md``): issue 17's digits rows.
+``quantization.md`` gathers every dataset's quant section (``fashion-quant.md``,
+``digits-quant.md``).
+
 Resumable: every stage runs through the pipeline's stage cache in run directories under
 ``--work`` (default ``benchmarks/work/fashion``, gitignored), training stages checkpoint
 each epoch, so a killed run continues where it stopped.
@@ -38,6 +49,8 @@ compressions), quant ~10 min, plan ~15-20 min: about an hour in all, more on a b
 
     .venv/bin/python benchmarks/fashion.py                      # everything (about an hour)
     .venv/bin/python benchmarks/fashion.py --parts baseline,criteria
+    .venv/bin/python benchmarks/fashion.py --parts criteria,plan --finetune-lr 0.01 --train-limit 12000 --finetune-epochs 3
+    .venv/bin/python benchmarks/fashion.py --dataset digits --parts baseline,quant --quant-models resnet20,mobilenet_v2
     nice -n 19 .venv/bin/python benchmarks/fashion.py --smoke   # same code paths, tiny: minutes,
                                                                 # writes under a temp dir only
 """
@@ -89,13 +102,15 @@ class Settings:
     """What one invocation runs; every figure it writes states these."""
 
     smoke: bool
+    dataset: str = "fashion-mnist"  # or digits (baseline and quant only: issue 17's digits rows)
     size: int = 28
     baseline_epochs: int = 12  # the cap; baseline.patience stops earlier once it has converged
     patience: int = 3
     baseline_limit: Optional[int] = None  # training images of the baseline (None: all 60,000)
     val_limit: Optional[int] = None  # None: the whole t10k split
-    train_limit: int = 6000  # training images of everything after the baseline
+    train_limit: Optional[int] = 6000  # training images of everything after the baseline (None: all)
     finetune_epochs: int = 2
+    finetune_lr: Optional[float] = None  # None: the recipe's finetune.lr
     seeds: int = 3  # fine-tune seeds of the criteria
     quant_seeds: int = 3
     plan_seeds: int = 3
@@ -104,6 +119,22 @@ class Settings:
     quant_models: tuple[str, ...] = ("resnet20",)
     qat_epochs: int = 2
     profile: tuple[str, ...] = ()  # profile.* overrides (the smoke's short timings)
+    label: str = ""  # a variant's name: work in <part>-<label>/, results <prefix>-<part>-<label>.md
+
+    def folder(self, part: str) -> str:
+        return f"{part}-{self.label}" if self.label else part
+
+    @property
+    def prefix(self) -> str:
+        """Of the result files (``<prefix>-<part>.md``) and the default work folder."""
+        return "fashion" if self.dataset == "fashion-mnist" else self.dataset
+
+    @classmethod
+    def digits_run(cls) -> "Settings":
+        """scikit-learn's digits at the recipe's 32 px: 1,437 training images and a random
+        360-image validation split, small enough to train everything on all of it with the
+        recipe's own fine-tune epochs (8)."""
+        return cls(smoke=False, dataset="digits", size=32, train_limit=None, finetune_epochs=8)
 
     @classmethod
     def smoke_run(cls) -> "Settings":
@@ -162,7 +193,7 @@ class Runner:
 
 def base_overrides(s: Settings, model: str) -> list[str]:
     """The baseline's recipe: the model at ``s.size`` px on Fashion-MNIST, converged by patience."""
-    out = [f"name=fashion-{model}", f"model.name={model}", f"model.input_size={s.size}", "data.name=fashion-mnist",
+    out = [f"name={s.prefix}-{model}", f"model.name={model}", f"model.input_size={s.size}", f"data.name={s.dataset}",
            f"baseline.epochs={s.baseline_epochs}", f"baseline.patience={s.patience}"]
     out += [f"data.limit_train={s.baseline_limit}"] if s.baseline_limit else []
     out += [f"data.limit_val={s.val_limit}"] if s.val_limit else []
@@ -171,12 +202,17 @@ def base_overrides(s: Settings, model: str) -> list[str]:
 
 def subset_overrides(s: Settings, model: str, weights: str) -> list[str]:
     """Everything after the baseline: its weights, the training subset, the fine-tune epochs."""
-    return base_overrides(s, model) + [f"model.weights={weights}", f"data.limit_train={s.train_limit}",
-                                       f"finetune.epochs={s.finetune_epochs}"]
+    out = base_overrides(s, model) + [f"model.weights={weights}", f"finetune.epochs={s.finetune_epochs}"]
+    out += [f"data.limit_train={s.train_limit}"] if s.train_limit else []
+    return out + ([f"finetune.lr={s.finetune_lr}"] if s.finetune_lr else [])
 
 
-def class_counts(limit: Optional[int]) -> list[int]:
-    """Images per class among the first ``limit`` of the training split (read from the file)."""
+def class_counts(s: Settings) -> Optional[list[int]]:
+    """Images per class among the first ``train_limit`` of Fashion-MNIST's training split (read
+    from the file); None for another dataset."""
+    if s.dataset != "fashion-mnist":
+        return None
+    limit = s.train_limit
     labels = read_idx(find_files(FASHION_MNIST_DIR)["train"][1], dims=1)[:limit]
     return [int((labels == c).sum()) for c in range(10)]
 
@@ -217,7 +253,7 @@ def part_criteria(s: Settings, work: Path, rep: LineReporter, cache: dict, base:
         rep.where = f"criteria {i}/{len(todo)} {tag}"
         recipe = load_recipe(overrides=sub + [f"compress.method={method}", f"compress.target_macs={LEVELS[level]}",
                                               f"finetune.seed={seed}"])
-        run = Runner(work / "criteria" / model / tag, rep, cache, share)
+        run = Runner(work / s.folder("criteria") / model / tag, rep, cache, share)
         row: dict[str, Any] = {"method": method, "level": level, "seed": seed}
         try:
             b = run.stage(BaselineStage(), {}, recipe)
@@ -245,7 +281,7 @@ def part_criteria(s: Settings, work: Path, rep: LineReporter, cache: dict, base:
 
 def _quant_recipe(s: Settings, model: str, weights: str, seed: int, extra: list[str]) -> Recipe:
     return load_recipe(overrides=subset_overrides(s, model, weights) + [
-        f"name=fashion-{model}-quant", "compress.method=l1", "compress.ratio=0.5", f"finetune.seed={seed}",
+        f"name={s.prefix}-{model}-quant", "compress.method=l1", "compress.ratio=0.5", f"finetune.seed={seed}",
         "export.formats=[onnx,openvino]", "export.include_baseline=false", "control.enabled=false",
         f"quantize.qat.epochs={s.qat_epochs}", "quantize.sensitivity.enabled=true"] + extra)
 
@@ -257,7 +293,7 @@ def part_quant(s: Settings, work: Path, rep: LineReporter, cache: dict, bases: l
     for base in bases:
         model = base["model"]
         for seed in range(s.quant_seeds):
-            plain = work / "quant" / model / f"s{seed}"
+            plain = work / s.folder("quant") / model / f"s{seed}"
             for kind, run_dir, extra, share in (
                     ("plain", plain, ["quantize.precisions=[fp32,int8,int8-qat]"], []),
                     ("fallback", plain.with_name(f"s{seed}-fallback"),
@@ -283,7 +319,7 @@ def part_plan(s: Settings, work: Path, rep: LineReporter, base: dict[str, Any]) 
     recipe, _ = plan_inputs(None, ["name=fashion-plan"] + overrides, seeds=s.plan_seeds)
     rep.where = "plan"
     t0 = time.perf_counter()
-    result = plan_recipe(recipe, work / "plan", reporter=rep)
+    result = plan_recipe(recipe, work / s.folder("plan"), reporter=rep)
     write_plan(result)
     return {"wall_s": time.perf_counter() - t0, **report.plan_summary(result)}
 
@@ -294,11 +330,12 @@ def part_plan(s: Settings, work: Path, rep: LineReporter, base: dict[str, Any]) 
 def settings_from(args: argparse.Namespace) -> Settings:
     if args.smoke:
         return Settings.smoke_run()
-    s = Settings(smoke=False)
-    for name in ("baseline_epochs", "train_limit", "finetune_epochs", "seeds", "qat_epochs"):
+    s = Settings.digits_run() if args.dataset == "digits" else Settings(smoke=False)
+    for name in ("baseline_epochs", "train_limit", "finetune_epochs", "finetune_lr", "seeds", "qat_epochs"):
         if getattr(args, name) is not None:
             setattr(s, name, getattr(args, name))
     s.quant_seeds = s.plan_seeds = s.seeds
+    s.label = args.label or ""
     if args.criteria:
         s.criteria = tuple(x for x in args.criteria.split(",") if x)
     if args.quant_models:
@@ -312,14 +349,20 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true",
                     help="the same code paths on a tiny slice (256 train / 128 val images, 1 epoch); "
                          "work and results go to a temporary folder, never to benchmarks/results")
+    ap.add_argument("--dataset", choices=("fashion-mnist", "digits"), default="fashion-mnist",
+                    help="digits: scikit-learn's digits at 32 px, all of it after the baseline too, 8 fine-tune "
+                         "epochs; parts baseline and quant only (results digits-<part>.md)")
     ap.add_argument("--baseline-epochs", type=int, help="cap of the baseline's epochs (default 12)")
     ap.add_argument("--train-limit", type=int, help="training images after the baseline (default 6000)")
     ap.add_argument("--finetune-epochs", type=int, help="fine-tune epochs after pruning (default 2)")
+    ap.add_argument("--finetune-lr", type=float, help="finetune.lr after pruning (default: the recipe's, 0.05)")
     ap.add_argument("--seeds", type=int, help="fine-tune seeds of criteria, quant and plan (default 3)")
     ap.add_argument("--qat-epochs", type=int, help="quantize.qat.epochs (default 2)")
     ap.add_argument("--criteria", help=f"comma-separated subset of {','.join(CRITERIA)}")
     ap.add_argument("--quant-models", help="models of the quant part (default resnet20; mobilenet_v2 adds "
                                            "its own 60,000-image baseline)")
+    ap.add_argument("--label", help="name of a variant run (e.g. 'long' with --train-limit 60000): its stages in "
+                                    "<part>-LABEL/ under --work, its results <prefix>-<part>-LABEL.md")
     ap.add_argument("--work", type=Path, help="stage cache (default benchmarks/work/fashion)")
     ap.add_argument("--results", type=Path, help="where fashion-<part>.md/.json go (default benchmarks/results)")
     add_noise_args(ap)
@@ -328,12 +371,17 @@ def main() -> None:
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         ap.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    if args.dataset == "digits" and set(parts) - {"baseline", "quant"}:
+        ap.error("--dataset digits runs the parts baseline and quant only (criteria and plan on digits tie: "
+                 "benchmarks/structured.py and plan.py measure them there)")
     bad = [c for c in (args.criteria or "").split(",") if c and c not in CRITERIA]
     if bad:
         ap.error(f"unknown criteria {', '.join(bad)}; choose from {', '.join(CRITERIA)}")
     for name in ("baseline_epochs", "train_limit", "finetune_epochs", "seeds", "qat_epochs"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.finetune_lr is not None and not args.finetune_lr > 0:
+        ap.error(f"--finetune-lr must be positive, got {args.finetune_lr}")
     try:
         run(args, parts)
     except EdgeslimError as err:  # a bad recipe value, a missing dataset: one line, non-zero exit
@@ -344,13 +392,13 @@ def run(args: argparse.Namespace, parts: list[str]) -> None:
     """Every part of ``parts``, writing each part's results as soon as it is done."""
     s = settings_from(args)
     tmp = Path(tempfile.mkdtemp(prefix="edgeslim-fashion-smoke-")) if s.smoke else None
-    work = args.work or (tmp / "work" if tmp else ROOT / "benchmarks" / "work" / "fashion")
+    work = args.work or (tmp / "work" if tmp else ROOT / "benchmarks" / "work" / s.prefix)
     results = args.results or (tmp / "results" if tmp else ROOT / "benchmarks" / "results")
     if s.smoke:
         args.allow_noisy = True  # a smoke checks the code paths; its figures go to a temp dir
     quiet = check_quiet(args)
     meta = {"command": "python benchmarks/fashion.py " + " ".join(sys.argv[1:]), "settings": dataclasses.asdict(s),
-            "class_counts": class_counts(s.train_limit), "cores": len(os.sched_getaffinity(0))}
+            "class_counts": class_counts(s), "cores": len(os.sched_getaffinity(0))}
     log(f"parts {', '.join(parts)}; work {work}; results {results}")
     for line in report.work_plan(s, parts):
         log(line)
@@ -371,7 +419,8 @@ def run(args: argparse.Namespace, parts: list[str]) -> None:
             out = part_plan(s, work, rep, bases[0])
         out["part_wall_s"] = time.perf_counter() - t0
         done[part] = out
-        for path in report.write_part(part, out, bases[0], meta, results, args, quiet):
+        for path in report.write_part(part, out, bases[0], meta, results, args, quiet, prefix=s.prefix,
+                                      label=s.label):
             log(f"wrote {path}")
     if s.smoke:
         log("smoke done: " + report.smoke_estimate(bases[0], done))
