@@ -57,6 +57,8 @@ SEMANTICS = {
     "accuracy": "top-1 accuracy (fraction) of the artifact itself on the recipe's validation split",
     "reference_accuracy": "top-1 accuracy (fraction) of the baseline PyTorch model on the same split",
     "accuracy_drop": "points of top-1 accuracy below the baseline: 100 × (reference − accuracy)",
+    "accuracy_over_seeds": "with plan --seeds N: the candidate's accuracy over its fine-tune seeds (mean, sample "
+                           "sd, n, per seed), which the plan decided on; accuracy above is the shipped artifact's own",
     "params": "parameters of the PyTorch model the artifact was exported from",
     "macs": "multiply-accumulates of one forward pass of that model at batch 1",
 }
@@ -208,6 +210,7 @@ def _write_target(folder: Path, row: dict[str, Any], plan: dict[str, Any], plan_
     decision = plan["decisions"][row["target"]]
     metrics = {k: row.get(k) for k in ("latency_ms", "bytes", "accuracy", "reference_accuracy",
                                        "accuracy_drop", "params", "macs", "throughput_per_s")}
+    metrics.update(_seed_metrics(row))
     write_json(folder / "manifest.json", {
         "name": recipe.name,
         "target": row["target"],
@@ -230,6 +233,22 @@ def _write_target(folder: Path, row: dict[str, Any], plan: dict[str, Any], plan_
         "classes": list(classes),
         "preprocessing": preprocessing.as_dict(),
     })
+
+
+def _seed_metrics(row: dict[str, Any]) -> dict[str, Any]:
+    """With seeds the row's ``accuracy`` is the mean over them, but the files shipped are one
+    seed's artifact: the manifest's accuracy (and drop) are that artifact's own, the mean
+    and spread the decision used go under ``accuracy_over_seeds``. Nothing without seeds."""
+    if row.get("accuracy_n") is None:
+        return {}
+    own, ref = row.get("artifact_accuracy"), row.get("reference_accuracy")
+    return {"accuracy": own,
+            "accuracy_drop": None if own is None or ref is None else 100 * (ref - own),
+            "accuracy_over_seeds": {"mean": row.get("accuracy"), "sd": row.get("accuracy_sd"),
+                                    "n": row.get("accuracy_n"), "seeds": row.get("seeds"),
+                                    "by_seed": row.get("accuracy_by_seed"),
+                                    "shipped_seed": row.get("measured_seed"),
+                                    "seed_independent": row.get("seed_independent")}}
 
 
 def _data_card(run_recipe: dict[str, Any]):

@@ -132,6 +132,8 @@ def test_seeded_report_shows_mean_sd_n_ties_and_the_resolvable_difference(tmp_pa
     assert f"## Accuracy resolution\n\n{res.text()}" in md and "360 images" in md
     assert "fine-tune seeds (0..2)" in md and "those of seed 0's artifact" in md
     assert "| 91.20% ± 0.30 (n=3) |" in md and "| 95.00% (n=1, no seed) |" in md
+    html = (tmp_path / "report.html").read_text()
+    assert "<td>91.20% ± 0.30 (n=3)</td>" in html and "<td>95.00% (n=1, no seed)</td>" in html
     assert "l1-50/onnx/int8 and l1-50-kd/onnx/int8 are tied on accuracy: 91.20 ± 0.30 vs 91.00 ± 0.40%" in md
     plan_json = read_json(tmp_path / "plan.json")
     assert plan_json["resolution"]["val_samples"] == 360 and plan_json["resolution"]["text"] == res.text()

@@ -281,3 +281,19 @@ def test_seeded_report_states_the_resolvable_difference(seeded):
     assert plan["constraints"]["seeds"] == 2 and plan["resolution"]["val_samples"] == 64
     assert plan["resolution"]["points"] == pytest.approx(result.resolution.points)
     assert result.resolution.points > 0
+
+
+def test_a_seeded_release_states_the_shipped_artifacts_own_accuracy(seeded, tmp_path):
+    out, result = seeded
+    rel = release(result.recipe, out, tmp_path / "dist")
+    chosen = {r["target"]: r for r in read_json(out / "results.json") if r.get("chosen")}
+    assert rel.manifests and set(rel.manifests) == set(chosen)
+    for target, path in rel.manifests.items():
+        row, m = chosen[target], read_json(path)["metrics"]
+        profiled = read_json(out / row["run_dir"] / "50-profile" / "results.json")
+        own = next(x for x in profiled if all(x[k] == row[k] for k in ("variant", "format", "precision", "target")))
+        assert m["accuracy"] == own["accuracy"]  # the files shipped are this run's, not a mean
+        assert m["accuracy_drop"] == pytest.approx(100 * (row["reference_accuracy"] - own["accuracy"]))
+        seeds = m["accuracy_over_seeds"]
+        assert seeds["mean"] == row["accuracy"] and seeds["n"] == row["accuracy_n"]
+        assert seeds["shipped_seed"] == row["measured_seed"] and seeds["by_seed"] == row["accuracy_by_seed"]
