@@ -56,13 +56,19 @@ class Cell:
 
 @dataclass(frozen=True)
 class Skipped:
+    """A cell without an artifact: ``skipped`` (it cannot be made here) or ``failed`` (it was
+    made and failed its check against its parent)."""
+
     cell: Cell
     reason: str
+    status: str = "skipped"
 
     def to_json(self) -> dict[str, Any]:
         c = self.cell
         return {"variant": c.variant.name, "method": c.variant.method, "format": c.format,
-                "precision": c.precision, "reason": self.reason}
+                "precision": c.precision, "reason": self.reason,
+                # only when failed: the stage keys of runs with skipped rows stay what they were
+                **({"status": self.status} if self.status != "skipped" else {})}
 
 
 def variants(recipe: Recipe) -> list[Variant]:

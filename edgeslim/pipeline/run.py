@@ -169,8 +169,9 @@ def _artifacts(recipe: Recipe, stage: _Runner, models: dict[str, StageResult]
                     continue
                 else:
                     q = stage(QuantizeStage(), {"parent": exp}, folder=cell.quantize_folder, cell=cell)
-                if "skipped" in q.outputs:
-                    skipped.append(Skipped(cell, q.outputs["skipped"]))
+                if "skipped" in q.outputs or "failed" in q.outputs:
+                    status = "failed" if "failed" in q.outputs else "skipped"
+                    skipped.append(Skipped(cell, q.outputs[status], status))
                     continue
                 artifacts.append((Artifact.from_json(q.outputs["artifact"], q.dir), q))
     return artifacts, skipped

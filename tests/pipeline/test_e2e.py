@@ -1,9 +1,12 @@
 """The default recipe end to end, shrunk to seconds: every artifact real, measured, smaller."""
 
 
+import shutil
+
 import onnxruntime as ort
 import pytest
 
+from edgeslim.exporters.parity import MIN_COSINE
 from edgeslim.io import read_json, sha256_file
 from edgeslim.pipeline.run import run_recipe
 from edgeslim.recipe import load_recipe
@@ -99,3 +102,19 @@ def test_rerun_is_cached_and_a_changed_field_reruns_from_its_stage(run):
     assert not by["20-finetune"].cached
     assert by["30-export/baseline-onnx"].cached  # the baseline artifact did not change
     assert not by["30-export/compressed-onnx"].cached
+
+
+def test_an_artifact_failing_its_check_is_a_failed_row_and_the_run_goes_on(run, tmp_path, monkeypatch):
+    out, _ = run
+    other = tmp_path / "run"
+    shutil.copytree(out, other, copy_function=shutil.copy)
+    monkeypatch.setitem(MIN_COSINE, "int8", 1.5)  # no INT8 artifact can pass: cosine <= 1
+    summary = run_recipe(load_recipe(None, QUICK + ["quantize.per_channel=false"]), other)
+    failed = [r for r in summary.rows if r["status"] == "failed"]
+    assert sorted(r["id"] for r in failed) == ["baseline/onnx/int8", "compressed/onnx/int8"]
+    for r in failed:
+        assert "differs from its FP32 parent beyond tolerance" in r["reason"] and "cosine" in r["reason"]
+        assert r["latency_ms"] is None and r["accuracy"] is None
+    assert all(r["status"] == "ok" for r in summary.rows if r["precision"] != "int8")
+    parity = read_json(other / "40-quantize" / "compressed-onnx-int8" / "parity.json")
+    assert parity["passed"] is False and "cosine" in parity["why"]

@@ -104,7 +104,7 @@ def profile_rows(inputs: ProfileInputs, cfg: ProfileSlice, ctx: Context) -> list
                 row = base_row(variant=c.variant.name, method=c.variant.method, fmt=c.format,
                                precision=c.precision, target=target.label, comp=comp,
                                reference_accuracy=ref_acc)
-                row["reason"] = s.reason
+                row["reason"], row["status"] = s.reason, s.status
                 rows.append(row)
                 advance(1)
             for art, _ in inputs.artifacts:
