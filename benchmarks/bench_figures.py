@@ -185,13 +185,8 @@ def repeat(paths: list[Path], threads: int, runs: int, work: Path) -> dict:
     out = {"runs": runs, "files": {}, "rows": [list(r.values()) for r in all_rows]}
     for p in paths:
         p50 = [rows[p.name]["latency_ms"]["p50"] for rows in all_rows]
-        # the machine's own speed in each run: the noise record's fixed workload, before and after
-        probe = [float(np.mean(rows[p.name]["noise"]["speed_probe_ms"])) for rows in all_rows]
-        scaled = [x * float(np.median(probe)) / q for x, q in zip(p50, probe)]
         out["files"][p.name] = {"p50_ms": p50, "median_ms": float(np.median(p50)), "spread": spread(p50),
-                                "passed": spread(p50) <= REPEAT_LIMIT, "probe_ms": probe,
-                                "probe_spread": spread(probe), "p50_probe_scaled_ms": scaled,
-                                "scaled_spread": spread(scaled),
+                                "passed": spread(p50) <= REPEAT_LIMIT,
                                 "noisy_runs": sum(bool(rows[p.name]["noise"]["noisy"]) for rows in all_rows)}
         print(f"repeat {p.name}: p50 " + ", ".join(f"{x:.3f}" for x in p50)
               + f" ms, spread ±{100 * spread(p50):.1f}%", flush=True)
@@ -313,16 +308,6 @@ def markdown(r: dict, args) -> str:
     for f, x in rep["files"].items():
         lines.append(f"| {f} | {', '.join(f'{p:.3f}' for p in x['p50_ms'])} | {x['median_ms']:.3f} | "
                      f"±{100 * x['spread']:.1f}% | {'yes' if x['passed'] else 'no'} | {x['noisy_runs']} |")
-    lines += ["", ("The machine's own speed in the same runs: each row's `noise.speed_probe_ms` (a fixed "
-                   "single-thread workload timed before and after the row, mean of the two). Where the p50 and "
-                   "the probe move together the machine changed speed, not the measurement: the last column "
-                   "scales each p50 by the median probe over the run's probe."), "",
-              "| file | speed probe per run ms | probe's distance from its median | p50 scaled by the probe: distance |",
-              "|---|---|---|---|"]
-    for f, x in rep["files"].items():
-        if "probe_ms" in x:
-            lines.append(f"| {f} | {', '.join(f'{q:.3f}' for q in x['probe_ms'])} | ±{100 * x['probe_spread']:.1f}% | "
-                         f"±{100 * x['scaled_spread']:.1f}% |")
     lines += ["", f"## Under a competing load ({load['busy_processes']} busy processes, one per usable core)", "",
               ("The same command once while this script keeps every core busy; the quiet median is the "
                "repeatability runs'. This phase alone skips the quiet check."), "",

@@ -9,12 +9,11 @@ the committed ladder once showed eager resnet50 at 1,435 ms p50 at load average 
   from the kernel's per-core counters (psutil) minus this process's own CPU time;
 - the load average before and after, the CPU frequency governor and current frequency, and
   temperature and thermal-throttling counters where the kernel exposes them;
-- ``steal_share``: time the hypervisor gave these cores to other guests (a VM's ``steal``);
-- ``speed_probe_ms``: a fixed single-thread workload timed before and after the window. No
-  counter sees a neighbour on a shared host (another VM on the sibling hyperthread, a
-  noisy cache): on a 2-core cloud VM that looked idle, resnet18's p50 moved by up to 15%
-  between back-to-back runs in slow periods of 10-30 s that slowed every process alike. The
-  probe moves with them, so a figure from such a period can be told from one that is not;
+- ``steal_share``: time the hypervisor gave these cores to other guests (a VM's ``steal``).
+  Not every neighbour shows there: on a 2-core cloud VM that looked idle (steal ~0),
+  resnet18's p50 moved by up to 15% between back-to-back runs, in slow periods of 10-30 s
+  that slowed every process alike; a 1 ms single-thread probe timed around each row did not
+  follow them (its own spread was ±33%), so it was not kept;
 - ``noisy``: whether ``other_cpu_share`` exceeded the threshold (``ProfileCfg.noisy_share``).
 
 Example::
@@ -103,24 +102,6 @@ def thermal() -> dict[str, Any]:
     return out
 
 
-def _probe_work() -> int:
-    x = 0
-    for i in range(20_000):  # ~1 ms of integer arithmetic in the interpreter, nothing else
-        x = (x * 31 + i) & 0xFFFFFFFF
-    return x
-
-
-def speed_probe(repeats: int = 7) -> float:
-    """Milliseconds of a fixed single-thread workload, median of ``repeats``: it grows when
-    the core is slower than usual (shared with a hidden neighbour, throttled)."""
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        _probe_work()
-        times.append(time.perf_counter() - t)
-    return round(sorted(times)[len(times) // 2] * 1e3, 4)
-
-
 def _steal(times: Any) -> float:
     return getattr(times, "steal", 0.0)
 
@@ -134,7 +115,6 @@ class NoiseProbe:
         self.me = psutil.Process()
         self.load_before = _loadavg()
         self.thermal_before = thermal()
-        self.probe_before = speed_probe()
         self._t0 = time.monotonic()
         self._cores0 = psutil.cpu_times(percpu=True)
         self._mine0 = self._own_cpu()
@@ -148,7 +128,6 @@ class NoiseProbe:
         wall = time.monotonic() - self._t0
         cores1 = psutil.cpu_times(percpu=True)
         mine = self._own_cpu() - self._mine0
-        probe_after = speed_probe()
         idx = [c for c in self.cores if c < len(cores1) and c < len(self._cores0)] or list(range(len(cores1)))
         busy = sum(_busy(cores1[c]) - _busy(self._cores0[c]) for c in idx)
         capacity = wall * len(idx)
@@ -167,7 +146,6 @@ class NoiseProbe:
             "other_cpu_share": round(share, 4),  # on the cores this process may use
             "other_cpu_share_all_cores": round(share_all, 4),
             "steal_share": round(min(max(steal, 0.0) / capacity, 1.0), 4) if capacity > 0 else 0.0,
-            "speed_probe_ms": [self.probe_before, probe_after],
             "threshold": self.threshold,
             "cores": idx, "window_s": round(wall, 3),
             "load_average_before": self.load_before, "load_average_after": _loadavg(),

@@ -11,7 +11,7 @@ import pytest
 
 from edgeslim.recipe import ProfileCfg
 from edgeslim.targets.cpu import CpuTarget, CpuOptions
-from edgeslim.targets.noise import NoiseProbe, speed_probe
+from edgeslim.targets.noise import NoiseProbe
 from tests.targets.conftest import QUICK
 
 BUSY = "import time\nend = time.time() + 20\nwhile time.time() < end: pass\n"
@@ -51,9 +51,6 @@ def test_probe_counts_others_not_itself():
                           "temperature_c", "throttle_count", "throttled_flags"}
 
 
-def test_the_record_has_the_speed_probe_and_the_steal_share():
-    assert speed_probe(repeats=3) > 0
+def test_the_record_has_the_steal_share():
     noise = NoiseProbe(threshold=1.0).finish()
-    before, after = noise["speed_probe_ms"]
-    assert before > 0 and after > 0  # the same fixed workload before and after the window
     assert 0 <= noise["steal_share"] <= 1
