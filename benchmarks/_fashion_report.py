@@ -289,8 +289,10 @@ def quant_md(out: dict[str, Any], base: dict[str, Any], meta: dict[str, Any]) ->
         drop = "—" if x["kind"] == "FP32" else pm(x["drop"], True)
         lines.append(f"| {x['model']} | {x['format']} | {x['kind']} | {pm(x['accuracy'])} | {drop} | "
                      f"{_int(x['bytes'])} | {_ms(x['p50_ms'])} | {'; '.join(notes)} |")
-    torch_acc = stats([t["accuracy"] for t in out["torch_accuracy"]])
-    lines += ["", f"PyTorch accuracy of the fine-tuned pruned model (the FP32 parent's source): {pm(torch_acc)}%.",
+    by_model = {m: stats([t["accuracy"] for t in out["torch_accuracy"] if t["model"] == m])
+                for m in dict.fromkeys(t["model"] for t in out["torch_accuracy"])}
+    lines += ["", "PyTorch accuracy of the fine-tuned pruned model (the FP32 parent's source): "
+              + ", ".join(f"{m} {pm(st)}%" for m, st in by_model.items()) + ".",
               "", "## Goals (issue 17)", ""] + [f"- {g}" for g in out["goals"]]
     return lines + [""]
 
@@ -368,13 +370,14 @@ def baseline_md(out: dict[str, Any], base: dict[str, Any], meta: dict[str, Any])
     acc, n = out["accuracy"], out["train_images"]
     name, val = _data(meta["settings"])
     fashion = name == "Fashion-MNIST"
-    split = "all 60,000 training images" if n == 60_000 or not fashion else f"the first {n:,} training images"
+    split = f"all {n:,} training images" if n == 60_000 or not fashion else f"the first {n:,} training images"
     lines = [f"# {name} baseline: {out['model']} at {out['input_size']} px, with the patience rule", "",
              *_header(meta, out),
              f"Training: {split} ({n:,}), validation: {val} "
              f"({out['val_images']:,} images{', the official test set' if fashion else ''}); batch {r['data']['batch_size']}, "
              f"{b['optimizer']} lr {b['lr']} (cosine over the {out['cap']}-epoch cap, {b['warmup_epochs']:g} warm-up "
-             f"epoch), weight decay {b['weight_decay']}, no augmentation (`data.augment: auto` is off for IDX data), "
+             f"epoch), weight decay {b['weight_decay']}, `data.augment: {r['data'].get('augment')}`"
+             f"{' (off for IDX data)' if fashion else ''}, "
              f"{out['precision']} autocast; `baseline.patience` {out['patience']} (min gain {100 * b['min_delta']:g} point), "
              "best epoch kept." + (" 28 px is the dataset's own size: no resampling, 23% fewer MACs than 32 px."
                                    if fashion and out["input_size"] == 28 else ""), "",
