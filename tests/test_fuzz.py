@@ -118,7 +118,7 @@ def test_known_bad_overrides_are_clear_errors():
 # error line, exit code 2, and leave nothing half-written (no temporary folder or file, no
 # stage folder without its done.json). Cheap valid settings keep a run to seconds.
 QUICK_RUN = ["data.limit_train=64", "data.limit_val=32", "data.calibration_samples=16", "baseline.epochs=1",
-             "finetune.epochs=1", "profile.max_seconds=0.05", "profile.min_iterations=5", "profile.warmup=1",
+             "finetune.epochs=1", "profile.max_seconds=0.05", "profile.sessions=1", "profile.min_iterations=5", "profile.warmup=1",
              "profile.warmup_seconds=0", "export.parity.samples=4"]
 
 

@@ -24,7 +24,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 HEADING = "## Deploying the released artifact"
 COLOURS = {"blue": (20, 40, 220), "green": (30, 200, 40), "red": (220, 30, 30)}
 # test_plan.py's quick settings; no weights: 3 epochs of 6 batches teach the baseline three colours
-QUICK = ["data.batch_size=8", "data.calibration_samples=16", "baseline.epochs=3", "profile.max_seconds=0.2",
+QUICK = ["data.batch_size=8", "data.calibration_samples=16", "baseline.epochs=3", "profile.max_seconds=0.2", "profile.sessions=1",
          "profile.min_iterations=5", "profile.warmup=2", "profile.warmup_seconds=0", "profile.accuracy=true"]
 
 

@@ -196,6 +196,32 @@ def process_affinity() -> Optional[list[int]]:
     return sorted(cpus)
 
 
+def _more_sessions(runner_cls: Any, artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
+                   measured: dict[str, Any], threads: Optional[int], options: dict[str, Any]) -> dict[str, Any]:
+    """Time a fast artifact in ``cfg.sessions - 1`` more fresh sessions at the first batch
+    size and make the row's latency the median session's (``measured`` is updated in place);
+    what was timed, for the row's semantics."""
+    first = measured["latency_ms"]["p50"]
+    if cfg.sessions <= 1 or first >= cfg.sessions_below_ms:
+        return {"count": 1, "p50_ms": [first], "rule": f"one session (p50 >= {cfg.sessions_below_ms} ms "
+                                                           f"or profile.sessions 1)"}
+    b = measured["batch"]
+    x = np.repeat(sample[:1], b, axis=0)
+    runs = [{k: measured[k] for k in ("latency_ms", "iterations", "warmup_iterations", "median_ci95",
+                                      "first_inference_ms")}]
+    for _ in range(cfg.sessions - 1):
+        with runner_cls(artifact, threads=threads, **options) as runner:
+            runs.append(time_infer(runner, x, cfg))
+    p50s = [r["latency_ms"]["p50"] for r in runs]
+    mid = sorted(range(len(runs)), key=lambda i: p50s[i])[len(runs) // 2]
+    measured.update({k: v for k, v in runs[mid].items() if k != "first_inference_ms"})
+    p50 = runs[mid]["latency_ms"]["p50"]
+    measured["throughput_per_s"][str(b)] = b / (p50 / 1e3)
+    measured["latency_p50_ms_by_batch"][str(b)] = p50
+    return {"count": len(runs), "p50_ms": [round(p, 6) for p in p50s], "chosen": mid,
+            "rule": f"median of {len(runs)} fresh sessions (first p50 < {cfg.sessions_below_ms} ms)"}
+
+
 def profile_artifact(artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
                      val: Union[ValData, Callable[[], ValData]], *, threads: Optional[int],
                      device: str, runner_options: Optional[dict[str, Any]] = None,
@@ -219,6 +245,7 @@ def profile_artifact(artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
         measured = profile_runner(runner, sample, cfg, val)
         semantics = runner.semantics()
         affinity = process_affinity()
+    sessions = _more_sessions(runner_cls, artifact, sample, cfg, measured, threads, runner_options or {})
     semantics.setdefault("threads", threads)
     semantics.setdefault("precision_executed", artifact.precision)
     semantics.update(cpu_info())
@@ -230,7 +257,7 @@ def profile_artifact(artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
         "request_mode": "sync", "requests_in_flight": 1,
         "input_copy_included": True, "timer": "time.perf_counter",
         "affinity": affinity, "process_threads": measured.pop("process_threads"),
-        "peak_rss_scope": peak_scope,
+        "peak_rss_scope": peak_scope, "sessions": sessions,
         "python": platform.python_version(), "edgeslim_version": __version__,
     })
     # the CPU's peak MAC rate for what ran, so a row's MACs/latency reads as a share of it

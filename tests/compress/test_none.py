@@ -12,7 +12,7 @@ from edgeslim.pipeline.stages import FinetuneStage
 from edgeslim.recipe import load_recipe
 
 QUICK = ["model.input_size=16", "data.limit_train=64", "data.limit_val=32", "data.calibration_samples=16",
-         "baseline.epochs=1", "finetune.epochs=3", "profile.max_seconds=0.05", "profile.min_iterations=2",
+         "baseline.epochs=1", "finetune.epochs=3", "profile.max_seconds=0.05", "profile.sessions=1", "profile.min_iterations=2",
          "profile.warmup=1", "profile.warmup_seconds=0", "profile.min_seconds=0"]
 
 

@@ -211,7 +211,7 @@ def test_pipeline_reports_dense_and_zipped_bytes(tmp_path):
     from edgeslim.recipe import load_recipe
 
     quick = ["data.limit_train=192", "data.limit_val=64", "data.calibration_samples=32", "baseline.epochs=1",
-             "finetune.epochs=1", "profile.max_seconds=0.2", "profile.min_iterations=5", "profile.warmup=2",
+             "finetune.epochs=1", "profile.max_seconds=0.2", "profile.sessions=1", "profile.min_iterations=5", "profile.warmup=2",
              "compress.method=magnitude", "compress.ratio=0.9", "compress.scope=global"]
     run_recipe(load_recipe(None, quick), tmp_path)
     rows = {r["id"]: r for r in read_json(tmp_path / "results.json")}

@@ -24,7 +24,7 @@ ALL = ["attention", "fitnet", "hinton", "rkd"]
 X = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 Y = torch.arange(8) % 10
 QUICK = ["data.limit_train=128", "data.limit_val=64", "data.calibration_samples=32",
-         "baseline.epochs=1", "finetune.epochs=1", "profile.max_seconds=0.2",
+         "baseline.epochs=1", "finetune.epochs=1", "profile.max_seconds=0.2", "profile.sessions=1",
          "profile.min_iterations=5", "profile.warmup=2", "profile.warmup_seconds=0",
          "quantize.precisions=[fp32]"]
 

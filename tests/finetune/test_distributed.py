@@ -65,7 +65,7 @@ def test_batchnorm_statistics_and_gradients_span_both_ranks(tmp_path):
 
 QUICK = ["--set", "data.limit_train=128", "--set", "data.limit_val=32", "--set", "model.input_size=16",
          "--set", "baseline.epochs=1", "--set", "finetune.epochs=1", "--set", "quantize.precisions=[fp32]",
-         "--set", "export.include_baseline=false", "--set", "profile.max_seconds=0.1",
+         "--set", "export.include_baseline=false", "--set", "profile.max_seconds=0.1", "--set", "profile.sessions=1",
          "--set", "profile.min_iterations=5", "--set", "data.batch_size=32"]
 
 

@@ -13,11 +13,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--set", "data.limit_train=256", "--set", "data.limit_val=64", "--set", "data.calibration_samples=64",
-         "--set", "baseline.epochs=2", "--set", "finetune.epochs=1", "--set", "profile.max_seconds=0.1",
+         "--set", "baseline.epochs=2", "--set", "finetune.epochs=1", "--set", "profile.max_seconds=0.1", "--set", "profile.sessions=1",
          "--set", "profile.min_iterations=5", "--set", "profile.warmup=2", "--set", "profile.warmup_seconds=0",
          "--set", "quantize.precisions=[fp32,int8]"]
 # profiling long enough to be caught in the act (artifacts do not depend on profile settings)
-SLOW_PROFILE = ["--set", "profile.max_seconds=1.0", "--set", "profile.min_iterations=200",
+SLOW_PROFILE = ["--set", "profile.max_seconds=1.0", "--set", "profile.sessions=1", "--set", "profile.min_iterations=200",
                 "--set", "profile.ci_threshold=0.0001"]
 
 # where a run is, seen from outside: the temporary folder of the stage in progress

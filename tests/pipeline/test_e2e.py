@@ -12,7 +12,7 @@ from edgeslim.pipeline.run import run_recipe
 from edgeslim.recipe import load_recipe
 
 QUICK = ["data.limit_train=192", "data.limit_val=64", "data.calibration_samples=32",
-         "baseline.epochs=1", "finetune.epochs=1", "profile.max_seconds=0.2",
+         "baseline.epochs=1", "finetune.epochs=1", "profile.max_seconds=0.2", "profile.sessions=1",
          "profile.min_iterations=5", "profile.warmup=2", "profile.warmup_seconds=0"]
 
 

@@ -19,7 +19,7 @@ from edgeslim.recipe import dump_recipe, load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--set", "data.limit_train=256", "--set", "data.limit_val=32", "--set", "baseline.epochs=3",
-         "--set", "finetune.epochs=1", "--set", "quantize.precisions=[fp32]", "--set", "profile.max_seconds=0.1",
+         "--set", "finetune.epochs=1", "--set", "quantize.precisions=[fp32]", "--set", "profile.max_seconds=0.1", "--set", "profile.sessions=1",
          "--set", "export.include_baseline=false"]
 
 
@@ -84,7 +84,7 @@ class _Heard(NullReporter):
 def test_a_run_into_a_directory_of_another_recipe_says_what_changed(tmp_path):
     quick = ["model.input_size=16", "data.limit_train=64", "data.limit_val=16", "baseline.epochs=1",
              "finetune.epochs=1", "export.include_baseline=false", "quantize.precisions=[fp32]",
-             "profile.accuracy=false", "profile.min_seconds=0", "profile.max_seconds=0.05",
+             "profile.accuracy=false", "profile.min_seconds=0", "profile.max_seconds=0.05", "profile.sessions=1",
              "profile.min_iterations=2", "profile.warmup=1", "profile.warmup_seconds=0"]
     first = _Heard()
     run_recipe(load_recipe(None, quick), tmp_path, reporter=first)

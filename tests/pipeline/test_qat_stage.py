@@ -22,7 +22,7 @@ TINY = ["model.input_size=16", "data.limit_train=96", "data.limit_val=32", "data
         "data.calibration_samples=16", "baseline.epochs=1", "finetune.epochs=1", "control.enabled=false",
         "export.include_baseline=false", "export.formats=[onnx,openvino]", "export.parity.samples=16",
         "quantize.precisions=[fp32,int8,int8-qat]", "quantize.qat.epochs=1", "train.precision=fp32",
-        "profile.max_seconds=0.1", "profile.min_iterations=3", "profile.warmup=1", "profile.warmup_seconds=0"]
+        "profile.max_seconds=0.1", "profile.sessions=1", "profile.min_iterations=3", "profile.warmup=1", "profile.warmup_seconds=0"]
 COMPRESSED = Variant("compressed", "l1", "20-finetune")
 
 

@@ -113,7 +113,7 @@ def test_a_slimming_run_redoes_compression_when_the_finetune_lr_changes(tmp_path
     """The bug this contract fixes: slimming's sparsity training runs at finetune.lr, and the
     compress stage used to report 'cached' after finetune.lr changed."""
     quick = ["export.include_baseline=false", "quantize.precisions=[fp32]", "profile.accuracy=false",
-             "profile.min_seconds=0", "profile.max_seconds=0.05", "profile.min_iterations=2", "profile.warmup=1",
+             "profile.min_seconds=0", "profile.max_seconds=0.05", "profile.sessions=1", "profile.min_iterations=2", "profile.warmup=1",
              "profile.warmup_seconds=0"]
     first = run_recipe(_recipe("slimming", *quick), tmp_path / "run")
     again = run_recipe(_recipe("slimming", *quick, "finetune.lr=0.2"), tmp_path / "run")

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--set", "data.limit_train=128", "--set", "data.limit_val=32", "--set", "baseline.epochs=1",
-         "--set", "finetune.epochs=1", "--set", "quantize.precisions=[fp32]", "--set", "profile.max_seconds=0.1"]
+         "--set", "finetune.epochs=1", "--set", "quantize.precisions=[fp32]", "--set", "profile.max_seconds=0.1", "--set", "profile.sessions=1"]
 
 
 def _run(out: Path, preexec=None):

@@ -17,7 +17,7 @@ from edgeslim.select.plan import plan_inputs, plan_recipe
 from edgeslim.select.release import GateError, constraints_stated, release, stale_plan, with_plan_constraints
 
 QUICK = ["data.limit_train=192", "data.limit_val=64", "data.calibration_samples=32",
-         "baseline.epochs=1", "finetune.epochs=1", "profile.max_seconds=0.2",
+         "baseline.epochs=1", "finetune.epochs=1", "profile.max_seconds=0.2", "profile.sessions=1",
          "profile.min_iterations=5", "profile.warmup=2", "profile.warmup_seconds=0",
          "profile.accuracy=true"]
 # cpu only; a size budget makes the prior propose ptq + two pruned+distilled candidates

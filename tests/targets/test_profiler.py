@@ -266,3 +266,20 @@ def test_failed_row():
 def test_registry_lists_cpu():
     assert "cpu" in TARGETS.names()
     assert TARGETS.get("cpu") is CpuTarget
+
+
+def test_a_fast_artifact_is_timed_in_fresh_sessions_and_its_row_is_the_median_one(art):
+    target = parse_target(TargetCfg(name="cpu"))
+    x, y = _labelled(6)
+    row = target.profile(art, x[:1], ProfileCfg(**FAST, sessions=3, sessions_below_ms=1e6), (x, y))
+    s = row["semantics"]["sessions"]
+    assert s["count"] == 3 and len(s["p50_ms"]) == 3
+    assert row["latency_ms"]["p50"] == pytest.approx(sorted(s["p50_ms"])[1], rel=1e-5)  # the median session
+    assert s["p50_ms"][s["chosen"]] == pytest.approx(row["latency_ms"]["p50"], rel=1e-5)
+    assert row["latency_p50_ms_by_batch"]["1"] == row["latency_ms"]["p50"]
+    assert row["throughput_per_s"]["1"] == pytest.approx(1e3 / row["latency_ms"]["p50"])
+    assert row["accuracy"] == 1.0  # measured once, in the first session
+    # above the threshold (or with sessions 1) one session is timed
+    for cfg in (ProfileCfg(**FAST, sessions=3, sessions_below_ms=0), ProfileCfg(**FAST, sessions=1)):
+        one = target.profile(art, x[:1], cfg, (x, y))["semantics"]["sessions"]
+        assert one["count"] == 1 and len(one["p50_ms"]) == 1

@@ -215,7 +215,7 @@ def test_profile_stage_rows_for_cpu_edge_ssh_and_a_dead_host(sshd, tiny_artifact
     run = tmp_path / "run"
     art = write_tiny_classifier(run / "30-export" / "baseline-onnx" / "model.onnx")
     recipe = load_recipe(None, ["profile.warmup=1", "profile.warmup_seconds=0", "profile.min_iterations=5",
-                                "profile.max_seconds=0.1", "data.name=synthetic", "model.input_size=16",
+                                "profile.max_seconds=0.1", "profile.sessions=1", "data.name=synthetic", "model.input_size=16",
                                 "data.limit_train=8", "data.limit_val=4"])
     live = f"ssh://{sshd['user']}@127.0.0.1:{sshd['port']}?python={sys.executable}"
     dead = f"ssh://{sshd['user']}@127.0.0.1:{_free_port()}"
