@@ -23,13 +23,23 @@ from edgeslim.select.seeds import resolution, tied
 from edgeslim.targets.base import cpu_info
 
 KIND = {"fp32": "FP32", "int8": "PTQ INT8", "int8-qat": "QAT INT8"}
-# The dataset's name in titles, and what its validation split is
-DATA = {"fashion-mnist": ("Fashion-MNIST", "the t10k split"),
-        "digits": ("scikit-learn's digits", "a random 20% validation split")}
+# Per dataset: its name in titles, what its validation split is, the prefix of its result files
+DATA = {"fashion-mnist": ("Fashion-MNIST", "the t10k split", "fashion"),
+        "digits": ("scikit-learn's digits", "a random 20% validation split", "digits")}
+
+
+def prefix_of(dataset: str) -> str:
+    """Of the result files (``<prefix>-<part>.md``) and the default work folder."""
+    return DATA[dataset][2]
 
 
 def _data(s: dict[str, Any]) -> tuple[str, str]:
-    return DATA[s.get("dataset", "fashion-mnist")]
+    return DATA[s.get("dataset", "fashion-mnist")][:2]
+
+
+def _lr(s: dict[str, Any]) -> str:
+    """`` at lr X`` when the invocation set ``--finetune-lr``, else nothing (the recipe's)."""
+    return "" if s.get("finetune_lr") is None else f" at lr {s['finetune_lr']}"
 
 
 def _subset(s: dict[str, Any]) -> str:
@@ -264,13 +274,13 @@ def _quant_goals(out: list[dict[str, Any]]) -> list[str]:
 def quant_md(out: dict[str, Any], base: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     s = meta["settings"]
     name, split = _data(s)
-    prefix = "fashion" if s.get("dataset", "fashion-mnist") == "fashion-mnist" else s["dataset"]
+    prefix = prefix_of(s.get("dataset", "fashion-mnist"))
     lines = [f"# INT8 that keeps its accuracy on {name}: PTQ, per-layer fallback, QAT", "",
              *_header(meta, out),
              f"Model: {', '.join(s['quant_models'])} at {s['size']} px, from the baseline ({prefix}-baseline.md) "
              f"({', '.join(f'{m} {pts(a)}%' for m, a in out['baselines'].items())} on {split}), pruned with l1 at "
              f"`compress.ratio` 0.5, fine-tuned {s['finetune_epochs']} epoch(s) on {_subset(s)}"
-             f"{'' if s.get('finetune_lr') is None else ' at lr ' + str(s['finetune_lr'])}, over fine-tune seeds {', '.join(str(k) for k in range(s['quant_seeds']))}; "
+             f"{_lr(s)}, over fine-tune seeds {', '.join(str(k) for k in range(s['quant_seeds']))}; "
              f"QAT: `int8-qat`, {s['qat_epochs']} epoch(s) on the same subset; fallback: "
              "`quantize.max_accuracy_drop: 0.5` (ONNX Runtime: most sensitive layers kept FP32 one by one; "
              f"OpenVINO: NNCF accuracy control). Accuracy: each artifact in its runtime on {split} "
@@ -334,7 +344,7 @@ def plan_md(out: dict[str, Any], base: dict[str, Any], meta: dict[str, Any]) -> 
              f"`edgeslim plan` without a recipe (targets cpu and edge, `max_accuracy_drop` 1 point) on "
              f"`data.name: fashion-mnist` at {s['size']} px, from the baseline's weights "
              f"({pts(base['accuracy'])}% on t10k, {_converged(base)}), fine-tuning on the first {s['train_limit']:,} training images "
-             f"({s['finetune_epochs']} epoch(s){'' if s.get('finetune_lr') is None else ' at lr ' + str(s['finetune_lr'])}, `retrain: full`), `--seeds {s['plan_seeds']}`; plan folder "
+             f"({s['finetune_epochs']} epoch(s){_lr(s)}, `retrain: full`), `--seeds {s['plan_seeds']}`; plan folder "
              f"`{out['out_dir']}` ({out['stages']} stages, {out['cached']} cached).",
              f"Candidates ({len(cands)}): {', '.join(c['name'] for c in cands)}"
              + "".join(f"; {c['name']} skipped: {c['skipped']}" for c in out["candidates"] if c["skipped"])
@@ -369,11 +379,11 @@ def baseline_md(out: dict[str, Any], base: dict[str, Any], meta: dict[str, Any])
     b = r["baseline"]
     acc, n = out["accuracy"], out["train_images"]
     name, val = _data(meta["settings"])
-    fashion = name == "Fashion-MNIST"
+    fashion = meta["settings"].get("dataset", "fashion-mnist") == "fashion-mnist"
     split = f"all {n:,} training images" if n == 60_000 or not fashion else f"the first {n:,} training images"
     lines = [f"# {name} baseline: {out['model']} at {out['input_size']} px, with the patience rule", "",
              *_header(meta, out),
-             f"Training: {split} ({n:,}), validation: {val} "
+             f"Training: {split}, validation: {val} "
              f"({out['val_images']:,} images{', the official test set' if fashion else ''}); batch {r['data']['batch_size']}, "
              f"{b['optimizer']} lr {b['lr']} (cosine over the {out['cap']}-epoch cap, {b['warmup_epochs']:g} warm-up "
              f"epoch), weight decay {b['weight_decay']}, `data.augment: {r['data'].get('augment')}`"

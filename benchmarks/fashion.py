@@ -126,8 +126,7 @@ class Settings:
 
     @property
     def prefix(self) -> str:
-        """Of the result files (``<prefix>-<part>.md``) and the default work folder."""
-        return "fashion" if self.dataset == "fashion-mnist" else self.dataset
+        return report.prefix_of(self.dataset)
 
     @classmethod
     def digits_run(cls) -> "Settings":
@@ -212,8 +211,7 @@ def class_counts(s: Settings) -> Optional[list[int]]:
     from the file); None for another dataset."""
     if s.dataset != "fashion-mnist":
         return None
-    limit = s.train_limit
-    labels = read_idx(find_files(FASHION_MNIST_DIR)["train"][1], dims=1)[:limit]
+    labels = read_idx(find_files(FASHION_MNIST_DIR)["train"][1], dims=1)[:s.train_limit]
     return [int((labels == c).sum()) for c in range(10)]
 
 

@@ -9,7 +9,6 @@ from typing import Any, Optional
 from edgeslim.io import sha256_file
 
 
-
 def is_int8(precision: Any) -> bool:
     """Whether an artifact's precision runs INT8 arithmetic: ``int8`` (post-training) and
     ``int8-qat`` (quantization-aware training) alike.
@@ -17,6 +16,7 @@ def is_int8(precision: Any) -> bool:
     Example: ``is_int8("int8-qat")`` -> True; ``is_int8("fp16")`` -> False.
     """
     return str(precision).startswith("int8")
+
 
 @dataclass
 class Artifact:

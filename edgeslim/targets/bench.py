@@ -30,6 +30,7 @@ from edgeslim.targets.base import TARGETS, Target, failed_row, parse_target
 from edgeslim.targets.bench_inputs import (Preprocessed, model_io, parse_shape, resolve_shape, time_preprocess,
                                            validation)
 from edgeslim.targets.config import ProfileCfg, TargetCfg
+from edgeslim.targets.profiler import median_index
 
 MEASURED = ("status", "reason", "accuracy", "latency_ms", "latency_p50_ms_by_batch", "throughput_per_s",
             "first_inference_ms", "load_ms", "rss_mb", "peak_rss_mb", "iterations", "warmup_iterations",
@@ -191,7 +192,7 @@ def _compare(target: Target, runnable: list[tuple[Artifact, dict[str, Any]]], sh
             row.update(per[i][0])
             continue
         p50s = [m["latency_ms"]["p50"] for m in ok]
-        mid = sorted(range(len(ok)), key=lambda j: p50s[j])[len(ok) // 2]
+        mid = median_index(p50s)
         row.update(ok[mid])
         row["accuracy"] = per[i][0].get("accuracy")
         ratios = [m["latency_ms"]["p50"] / f["latency_ms"]["p50"] for m, f in zip(per[i], first)

@@ -196,6 +196,12 @@ def process_affinity() -> Optional[list[int]]:
     return sorted(cpus)
 
 
+def median_index(values: list[float]) -> int:
+    """Index of the median of ``values`` (the upper one of an even count): the run whose whole
+    record stands for a set of repeated runs. Example: ``median_index([3.0, 1.0, 2.0]) == 2``."""
+    return sorted(range(len(values)), key=values.__getitem__)[len(values) // 2]
+
+
 def _more_sessions(runner_cls: Any, artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
                    measured: dict[str, Any], threads: Optional[int], options: dict[str, Any]) -> dict[str, Any]:
     """Time a fast artifact in ``cfg.sessions - 1`` more fresh sessions at the first batch
@@ -213,7 +219,7 @@ def _more_sessions(runner_cls: Any, artifact: Artifact, sample: np.ndarray, cfg:
         with runner_cls(artifact, threads=threads, **options) as runner:
             runs.append(time_infer(runner, x, cfg))
     p50s = [r["latency_ms"]["p50"] for r in runs]
-    mid = sorted(range(len(runs)), key=lambda i: p50s[i])[len(runs) // 2]
+    mid = median_index(p50s)
     measured.update({k: v for k, v in runs[mid].items() if k != "first_inference_ms"})
     p50 = runs[mid]["latency_ms"]["p50"]
     measured["throughput_per_s"][str(b)] = b / (p50 / 1e3)
