@@ -292,6 +292,7 @@ def bench(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON to FILE"),
     compare: bool = typer.Option(False, "--compare", help="interleaved rounds; p50 ratio to the first artifact with a 95% interval"),
     rounds: int = typer.Option(5, "--rounds", min=1, help="rounds of --compare"),
+    sessions: int = typer.Option(3, "--sessions", min=1, help="fresh runtime sessions per artifact (without --compare); the row is the median one"),
     accuracy: Optional[str] = typer.Option(None, "--accuracy", help="classifier accuracy on a recipe data source, e.g. digits"),
     preprocess: Optional[Path] = typer.Option(None, "--preprocess", help="also time decode+resize+normalize of this image"),
     noisy_share: Optional[float] = typer.Option(None, "--noisy-share", min=0, max=1, help="mark rows noisy above this share of other CPU load (default 0.25)"),
@@ -312,7 +313,8 @@ def bench(
                           **({"noisy_share": noisy_share} if noisy_share is not None else {}))
         rows = run_bench(paths, targets=target or ["cpu"], batch_sizes=batches, input_shape=input_shape,
                          precision=precision, threads=threads, profile=prof, accuracy_data=accuracy,
-                         preprocess_image=preprocess, compare=compare, rounds=rounds)
+                         preprocess_image=preprocess, compare=compare, rounds=rounds,
+                         sessions=sessions)
         if json_out:
             write_json(json_out, rows)
     out.print(rich_table(rows, title="edgeslim bench", columns=BENCH_COLUMNS))

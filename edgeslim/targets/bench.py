@@ -101,21 +101,30 @@ def median_interval(values: Sequence[float]) -> tuple[float, float, float]:
 def bench(paths: Sequence[Path], *, targets: Sequence[str] = ("cpu",), batch_sizes: Optional[list[int]] = None,
           input_shape: Optional[str] = None, precision: Optional[str] = None, threads: Optional[int] = None,
           profile: Optional[ProfileCfg] = None, accuracy_data: Optional[str] = None,
-          preprocess_image: Optional[Path] = None, compare: bool = False, rounds: int = 5) -> list[dict[str, Any]]:
+          preprocess_image: Optional[Path] = None, compare: bool = False, rounds: int = 5,
+          sessions: int = 3) -> list[dict[str, Any]]:
     """One row per (artifact, target); see the module docstring. Bad input raises TargetError
-    before anything is timed; a runtime failure of one artifact is a ``failed`` row."""
+    before anything is timed; a runtime failure of one artifact is a ``failed`` row.
+
+    Without ``compare`` every artifact is timed in ``sessions`` fresh runtime sessions, one
+    after another, and its row is the median session's (a bench figure stands alone, and one
+    session can land in a slow stretch of a shared machine or settle slow for its whole
+    life); with ``compare`` the rounds are the fresh sessions."""
     if not paths:
         raise TargetError("give at least one artifact to benchmark")
     if compare and len(paths) < 2:
         raise TargetError("--compare needs at least two artifacts")
     if rounds < 1:
         raise TargetError("--rounds must be at least 1")
+    if sessions < 1:
+        raise TargetError("--sessions must be at least 1")
     given = parse_shape(input_shape) if input_shape else None
     batches = list(batch_sizes or ([given[0]] if given else [1]))
     if any(b < 1 for b in batches):
         raise TargetError(f"batch sizes must be positive, got {batches}")
-    cfg = (profile or ProfileCfg()).model_copy(update={"batch_sizes": batches,
-                                                       "accuracy": accuracy_data is not None})
+    cfg = (profile or ProfileCfg()).model_copy(update={
+        "batch_sizes": batches, "accuracy": accuracy_data is not None,
+        "sessions": 1 if compare else sessions, "sessions_below_ms": math.inf})
     arts = [open_artifact(Path(p), precision) for p in paths]
     tgts = [make_target(t, threads) for t in targets]
     shapes = {str(a.path): resolve_shape(a, given, batches) for a in arts}

@@ -224,8 +224,9 @@ def _more_sessions(runner_cls: Any, artifact: Artifact, sample: np.ndarray, cfg:
     p50 = runs[mid]["latency_ms"]["p50"]
     measured["throughput_per_s"][str(b)] = b / (p50 / 1e3)
     measured["latency_p50_ms_by_batch"][str(b)] = p50
+    when = f" (first p50 < {cfg.sessions_below_ms} ms)" if math.isfinite(cfg.sessions_below_ms) else ""
     return {"count": len(runs), "p50_ms": [round(p, 6) for p in p50s], "chosen": mid,
-            "rule": f"median of {len(runs)} fresh sessions (first p50 < {cfg.sessions_below_ms} ms)"}
+            "rule": f"median of {len(runs)} fresh sessions{when}"}
 
 
 def profile_artifact(artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,

@@ -44,6 +44,14 @@ def test_bench_rows_carry_semantics_noise_and_latency_per_batch(batch_dynamic):
     assert isinstance(noise["noisy"], bool) and 0 <= noise["other_cpu_share"] <= 1
     assert noise["threshold"] == FAST.noisy_share and len(noise["load_average_before"]) == 3
     assert row["sha256"] and row["bytes"] > 0
+    # a bench figure is the median of fresh sessions, whatever the artifact's speed
+    sessions = sem["sessions"]
+    assert sessions["count"] == 3 == len(sessions["p50_ms"])
+    assert row["latency_ms"]["p50"] == pytest.approx(sorted(sessions["p50_ms"])[1], abs=1e-6)
+    (one,) = bench([batch_dynamic], profile=FAST, sessions=1)
+    assert one["semantics"]["sessions"]["count"] == 1
+    with pytest.raises(TargetError, match="--sessions must be at least 1"):
+        bench([batch_dynamic], profile=FAST, sessions=0)
 
 
 def test_compare_gives_each_a_ratio_to_the_first_with_an_interval(batch_dynamic, tmp_path):
@@ -55,6 +63,7 @@ def test_compare_gives_each_a_ratio_to_the_first_with_an_interval(batch_dynamic,
     lo, hi = second["ratio_ci95"]
     assert lo <= second["ratio_p50"] <= hi and second["ratio_p50"] > 0
     assert len(second["ratios_by_round"]) == 3 == second["rounds"]
+    assert all(r["semantics"]["sessions"]["count"] == 1 for r in rows)  # the rounds are the sessions
 
 
 def test_dynamic_axes_need_an_input_shape(tmp_path):
