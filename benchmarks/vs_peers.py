@@ -89,7 +89,7 @@ def hand_chain(b: Builder, work: Path) -> dict[str, Any]:
             "build_s": time.perf_counter() - t}
 
 
-def edgeslim_run(model: str, size: int, work: Path, quick: bool) -> list[dict[str, Any]]:
+def edgeslim_run(model: str, size: int, work: Path, quick: bool, extra: list[str] = ()) -> list[dict[str, Any]]:
     from edgeslim.pipeline.run import run_recipe
     from edgeslim.recipe import load_recipe
 
@@ -98,7 +98,7 @@ def edgeslim_run(model: str, size: int, work: Path, quick: bool) -> list[dict[st
             "data.batch_size=8", f"data.calibration_samples={8 if quick else 64}", "baseline.epochs=0",
             "finetune.epochs=0", "compress.method=l1", "compress.ratio=0.5", "export.formats=[onnx, openvino]",
             "export.include_baseline=false", "quantize.precisions=[fp32, fp16, bf16, int8]", "targets=[cpu, edge]",
-            f"profile.max_seconds={0.2 if quick else 1.0}", "profile.min_iterations=10"]
+            f"profile.max_seconds={0.2 if quick else 1.0}", "profile.min_iterations=10", *extra]
     summary = run_recipe(load_recipe(None, sets), work)
     return [dict(r, run_dir=str(work)) for r in summary.rows]
 
@@ -157,7 +157,7 @@ def compare(model: str, size: int, work: Path, args: argparse.Namespace) -> dict
     t0 = time.perf_counter()
     b = Builder(work / "hand", model, size, calibration=8 if args.quick else 64)
     hand = hand_chain(b, work / "hand" / "chain")
-    rows = edgeslim_run(model, size, work / "edgeslim", args.quick)
+    rows = edgeslim_run(model, size, work / "edgeslim", args.quick, args.set)
     out: dict[str, Any] = {"hand": hand, "edgeslim_rows": [_brief(r) for r in rows], "targets": {}}
     x = np.ascontiguousarray(b.sample[:1])
     for target in TARGETS:
@@ -313,6 +313,9 @@ def main() -> None:
     ap.add_argument("--max-drop", type=float, default=1.0, help="accuracy points below FP32 a choice may lose")
     ap.add_argument("--mhz", type=float, default=None, help="CPU clock for the roofline (default: read here)")
     ap.add_argument("--out", type=Path, default=None, help="folder for the .md/.json (default results/; quick: none)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a recipe override for edgeslim's run (repeatable), e.g. compress.round_to=null")
+    ap.add_argument("--label", default=None, help="write vs_peers-LABEL.{md,json} (a variant run) instead")
     add_noise_args(ap)
     args = ap.parse_args()
     quiet = check_quiet(args)
@@ -341,9 +344,10 @@ def main() -> None:
     noisy = [row["name"] for row in rows if (row.get("noise") or {}).get("noisy")]
     if noisy:
         print(f"noisy (other processes over 25% of the cores while timed): {', '.join(noisy)}", file=sys.stderr)
-    write_result(out / "vs_peers.json", json.dumps(result, indent=2), args, rows=rows, quiet=quiet)
-    write_result(out / "vs_peers.md", markdown(result), args, rows=rows, quiet=quiet)
-    print(f"wrote {out / 'vs_peers.md'}")
+    stem = f"vs_peers-{args.label}" if args.label else "vs_peers"
+    write_result(out / f"{stem}.json", json.dumps(result, indent=2), args, rows=rows, quiet=quiet)
+    write_result(out / f"{stem}.md", markdown(result), args, rows=rows, quiet=quiet)
+    print(f"wrote {out / f'{stem}.md'}")
 
 
 if __name__ == "__main__":
