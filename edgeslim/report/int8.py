@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import onnx
 
 from edgeslim.artifacts import is_int8
@@ -53,12 +54,27 @@ def _onnx_facts(path: str, stamp: tuple[int, int]) -> dict[str, Any]:
                       and (dq_out & set(n.input) or q_in & set(n.output)))
     depthwise = sum(n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)
                     for n in g.node)
+    # ONNX Runtime fuses DQ -> Conv/Gemm -> Q into one INT8 kernel; without the Q after it (or
+    # with an activation scale per channel, which its kernels cannot take) the op runs in float
+    outputs = {o.name for o in g.output}
+    no_q_after = sum(n.op_type in ("Conv", "Gemm", "MatMul") and bool(dq_out & set(n.input))
+                     and not (q_in & set(n.output)) and not (outputs & set(n.output)) for n in g.node)
+    inits = {t.name: t for t in g.initializer}
+    consts = {n.output[0]: n.attribute[0].t for n in g.node if n.op_type == "Constant" and n.attribute}
+
+    def scale_size(name: str) -> int:
+        t = inits.get(name) or consts.get(name)
+        return int(np.prod(t.dims)) if t is not None and len(t.dims) else 1
+
+    per_channel = sum(n.op_type == "QuantizeLinear" and n.input[0] not in inits and scale_size(n.input[1]) > 1
+                      for n in g.node)
     size = Counter()
     for t in g.initializer:
         kind = "int8" if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) else "other"
         size[kind] += len(t.raw_data) or t.ByteSize()
     return {"islands": dict(islands), "depthwise": depthwise, "int8_bytes": size["int8"],
-            "other_bytes": size["other"], "fake_quantize": 0}
+            "other_bytes": size["other"], "fake_quantize": 0, "no_q_after": no_q_after,
+            "per_channel_activations": per_channel}
 
 
 @lru_cache(maxsize=64)
@@ -126,6 +142,13 @@ def _slower_causes(row: Row, f: dict[str, Any]) -> list[str]:
     if f.get("islands"):
         ops = ", ".join(f"{op} ×{n}" for op, n in sorted(f["islands"].items()))
         causes.append(f"Q/DQ left unfused around ops without INT8 kernels ({ops}): a float round trip each")
+    if f.get("per_channel_activations"):
+        causes.append(f"{f['per_channel_activations']} activation(s) quantized per channel: ONNX Runtime's INT8 "
+                      "kernels take one scale per tensor, so the ops reading them run in float "
+                      "(for int8-qat: quantize.qat.activations per_tensor)")
+    if f.get("no_q_after"):
+        causes.append(f"{f['no_q_after']} convolution/matmul op(s) with no QuantizeLinear after them: ONNX Runtime "
+                      "fuses DQ → Conv → Q only, so these run in float between dequantized inputs")
     if row.get("format") == "openvino" and f.get("fake_quantize") and _ran_in_float(row):
         causes.append(f"OpenVINO ran {_ran_in_float(row)} despite FakeQuantize on them "
                       f"({f['fake_quantize']} FakeQuantize ops)")

@@ -143,3 +143,53 @@ def test_onnx_runtime_runs_it_as_int8_kernels_close_to_the_fake_quantized_model(
     assert out.shape == ref.shape == (16, 10)
     cos = float((out * ref).sum() / (np.linalg.norm(out) * np.linalg.norm(ref)))
     assert cos > 0.99  # the same rounding as training saw; only the runtime's requantization differs
+
+
+class _Depthwise(nn.Module):
+    """A mobilenet-like block: conv, ReLU6, depthwise conv, ReLU6, pointwise conv, classifier
+    (a module of its own: NNCF cannot hook a bare nn.Sequential)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.dw, self.pw = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.Conv2d(16, 24, 1)
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x):
+        x = nn.functional.relu6(self.dw(nn.functional.relu6(self.conv(x))))
+        return self.fc(self.pw(x).mean((2, 3)))
+
+
+def _depthwise() -> nn.Module:
+    torch.manual_seed(0)
+    return _Depthwise().eval()
+
+
+def _activation_scale_sizes(path) -> list[int]:
+    """Sizes of every activation QuantizeLinear's scale (1: per tensor)."""
+    g = onnx.load(str(path)).graph
+    producers = {o: n for n in g.node for o in n.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+
+    def value(name):
+        if name in inits:
+            return inits[name]
+        return numpy_helper.to_array(producers[name].attribute[0].t)  # a Constant node
+
+    return [int(value(n.input[1]).size) for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_qat_activations_are_per_tensor_so_onnx_runtime_fuses_depthwise_convs(per_channel, tmp_path):
+    calib = np.random.default_rng(0).normal(size=(16, 3, 16, 16)).astype(np.float32)
+    qmodel = prepare_qat(_depthwise(), calib, per_channel_activations=per_channel).eval()
+    path = qat_to_onnx(qmodel, calib, tmp_path / "model.onnx")
+    sizes = _activation_scale_sizes(path)
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, {"input": calib})
+    fused = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    if per_channel:  # NNCF's own choice: the depthwise conv's input per channel, left in float by ORT
+        assert max(sizes) == 16 and fused.count("QLinearConv") < 3
+    else:  # the default: one scale per tensor, and all three convs run as INT8 kernels
+        assert sizes and set(sizes) == {1}
+        assert fused.count("QLinearConv") == 3 and "Conv" not in fused

@@ -163,3 +163,32 @@ def test_a_qat_int8_row_is_judged_too_but_has_no_sensitivity_line(run):
             r["precision"], r["id"] = "int8-qat", "compressed/onnx/int8-qat"
     assert len(explain_lines(rows, run_dir, budget=1.0)) == 3
     assert [line for line in sensitivity_lines(rows, run_dir) if "int8-qat" in line] == []
+
+
+def test_convs_onnx_runtime_cannot_fuse_are_named_as_the_cause(tmp_path):
+    """An activation quantized per channel feeds a conv with no QuantizeLinear after it (as an
+    NNCF QAT export with per-channel activations gives): both keep the conv in float."""
+    inits = [numpy_helper.from_array(np.ones((2, 2, 3, 3), np.int8), "w_q"),
+             numpy_helper.from_array(np.array([0.1, 0.1], np.float32), "w_s"),
+             numpy_helper.from_array(np.zeros(2, np.int8), "w_z"),
+             numpy_helper.from_array(np.array([0.02, 0.03], np.float32), "a_s"),  # per channel
+             numpy_helper.from_array(np.zeros(2, np.uint8), "a_z")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "a_s", "a_z"], ["xq"], axis=1),
+             helper.make_node("DequantizeLinear", ["xq", "a_s", "a_z"], ["xd"], axis=1),
+             helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd"], ["c"]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    (tmp_path / "c").mkdir()
+    onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)]), str(tmp_path / "c" / "model.onnx"))
+    rows = [_row("compressed", "fp32", p50=1.0, size=1000, acc=0.95, macs=50_000_000),
+            _row("compressed", "int8", p50=3.0, size=500, acc=0.95, artifact="c/model.onnx", macs=50_000_000)]
+    (slower,) = explain_lines(rows, tmp_path, budget=1.0)
+    assert "1 activation(s) quantized per channel" in slower and "quantize.qat.activations per_tensor" in slower
+    assert "1 convolution/matmul op(s) with no QuantizeLinear after them" in slower
+    # the well-formed graph of the other tests has neither
+    _qdq_onnx(tmp_path / "good.onnx")
+    rows[1]["artifact"] = "good.onnx"
+    (good,) = explain_lines(rows, tmp_path, budget=1.0)
+    assert "per channel" not in good and "no QuantizeLinear after" not in good

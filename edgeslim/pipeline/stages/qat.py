@@ -103,7 +103,8 @@ class QatTrainStage(Stage[QatTrainSlice]):
         folded = fold_batchnorm(model)
         calib = data.calibration(cfg.calibration_samples, seed=cfg.data.seed)
         with ctx.reporter.task("int8-qat: insert fake quantizers"):
-            model = prepare_qat(model, calib, preset=cfg.preset)
+            model = prepare_qat(model, calib, preset=cfg.preset,
+                                per_channel_activations=cfg.qat.activations == "per_channel")
         val = cfg.data.val_loader(data, cfg.batch_size)
         before = evaluate(model, val)
         loss_fn, extra = None, []
