@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import sys
 import tempfile
@@ -123,20 +124,20 @@ def specs_for(target: str, hand: dict[str, Any], picks: dict[str, dict[str, Any]
              {"name": "hand: ORT quantize_static INT8", "runtime": "plain-onnxruntime", "onnx": hand["ort8"],
               "threads": 1 if one else None, "macs": hand["macs"], "source": "hand"}]
     tgt = parse_target(target)
+
+    def own_runner(name: str, path: Path, fmt: str, precision: str, **extra: Any) -> dict[str, Any]:
+        art = Artifact(path, fmt, precision, "compressed", "l1")
+        return {"name": name, "runtime": "edgeslim", "artifact": {"path": str(path), "format": fmt, "precision": precision},
+                "threads": 1 if one else usable_cores(), "options": tgt.runner_options(art), **extra}
+
     # the hand's own IR through edgeslim's runner and this target's settings: a difference
     # between this row and the hand's is the runtime settings', not the artifact's
-    own = Artifact(Path(hand["xml"]), "openvino", "int8", "compressed", "l1")
-    specs.append({"name": "edgeslim runner on the hand's IR", "runtime": "edgeslim",
-                  "artifact": {"path": hand["xml"], "format": "openvino", "precision": "int8"},
-                  "threads": 1 if one else usable_cores(), "options": tgt.runner_options(own),
-                  "macs": hand["macs"], "source": "control"})
+    specs.append(own_runner("edgeslim runner on the hand's IR", Path(hand["xml"]), "openvino", "int8",
+                            macs=hand["macs"], source="control"))
     for label, row in picks.items():
-        path = Path(row["run_dir"]) / row["artifact"]
-        art = Artifact(path, row["format"], row["precision"], "compressed", "l1")
-        specs.append({"name": f"edgeslim {label}: {row['format']} {row['precision']}", "runtime": "edgeslim",
-                      "artifact": {"path": str(path), "format": row["format"], "precision": row["precision"]},
-                      "threads": 1 if one else usable_cores(), "options": tgt.runner_options(art),
-                      "macs": row["macs"], "source": "edgeslim", "pipeline_p50_ms": row["latency_ms"]["p50"]})
+        specs.append(own_runner(f"edgeslim {label}: {row['format']} {row['precision']}",
+                                Path(row["run_dir"]) / row["artifact"], row["format"], row["precision"],
+                                macs=row["macs"], source="edgeslim", pipeline_p50_ms=row["latency_ms"]["p50"]))
     return specs
 
 
@@ -192,6 +193,7 @@ def compare(model: str, size: int, work: Path, args: argparse.Namespace) -> dict
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def compiled_ops(xml: str, threads: int) -> list[tuple[str, str, str, str]]:
     """The compute graph OpenVINO compiled for ``xml`` at batch 1 (static), without constants:
     (layer type, kernel, runtime precision, output shape) per op, in execution order."""
@@ -244,10 +246,21 @@ def verdict(t: dict[str, Any]) -> str:
     """≤ 1.00 (the goal), or the interval says the machine cannot tell, or slower."""
     if t.get("ratio_ci95") is None:
         return "—"
-    lo, hi = t["ratio_ci95"]
     if t["ratio_paired"] <= 1.0:
         return "met"
-    return "not resolved (interval holds 1.00)" if lo <= 1.0 else "slower"
+    return "not resolved (interval holds 1.00)" if t["ratio_ci95"][0] <= 1.0 else "slower"
+
+
+def kernels_cell(sk: dict[str, Any] | None) -> str:
+    """The table's "compiled like the hand's IR" cell from :func:`same_kernels`."""
+    if sk is None:
+        return "—"
+    if sk["identical"]:
+        return "identical"
+    if not sk["first_difference"]:
+        return f"no: {sk['ops'][0]} vs {sk['ops'][1]} ops"
+    mine, hand = (" ".join(x) for x in sk["first_difference"])
+    return f"no: {sk['differing_ops']} of {sk['ops'][0]} ops differ, first {mine} vs {hand}"
 
 
 def _brief(r: dict[str, Any]) -> dict[str, Any]:
@@ -279,12 +292,8 @@ def markdown(result: dict[str, Any]) -> str:
             ratio = "—" if t["ratio"] is None else f"**{t['ratio']:.2f}**"
             ci = t.get("ratio_ci95")
             pr = "—" if ci is None else f"{t['ratio_paired']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
-            sk = t.get("same_kernels_as_hand")
-            same = ("—" if sk is None else "identical" if sk["identical"] else
-                    f"no: {sk['differing_ops']} of {sk['ops'][0]} ops differ, first {' '.join(sk['first_difference'][0])}"
-                    f" vs {' '.join(sk['first_difference'][1])}" if sk["first_difference"] else
-                    f"no: {sk['ops'][0]} vs {sk['ops'][1]} ops")
-            lines.append(f"| {model} | {target} | {ratio} | {pr} | {verdict(t)} | {same} |")
+            lines.append(f"| {model} | {target} | {ratio} | {pr} | {verdict(t)} | "
+                         f"{kernels_cell(t.get('same_kernels_as_hand'))} |")
     for model, r in result["models"].items():
         for target, t in r["targets"].items():
             lines += ["", f"## {model}, `{target}`", "",

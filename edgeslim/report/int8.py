@@ -16,13 +16,13 @@ Example::
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import onnx
 
 from edgeslim.artifacts import is_int8
@@ -64,7 +64,7 @@ def _onnx_facts(path: str, stamp: tuple[int, int]) -> dict[str, Any]:
 
     def scale_size(name: str) -> int:
         t = inits.get(name) or consts.get(name)
-        return int(np.prod(t.dims)) if t is not None and len(t.dims) else 1
+        return math.prod(t.dims) if t is not None else 1
 
     per_channel = sum(n.op_type == "QuantizeLinear" and n.input[0] not in inits and scale_size(n.input[1]) > 1
                       for n in g.node)

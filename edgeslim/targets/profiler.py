@@ -208,9 +208,10 @@ def _more_sessions(runner_cls: Any, artifact: Artifact, sample: np.ndarray, cfg:
     size and make the row's latency the median session's (``measured`` is updated in place);
     what was timed, for the row's semantics."""
     first = measured["latency_ms"]["p50"]
+    when = f"first p50 < {cfg.sessions_below_ms} ms" if math.isfinite(cfg.sessions_below_ms) else "every artifact"
     if cfg.sessions <= 1 or first >= cfg.sessions_below_ms:
-        return {"count": 1, "p50_ms": [first], "rule": f"one session (p50 >= {cfg.sessions_below_ms} ms "
-                                                           f"or profile.sessions 1)"}
+        return {"count": 1, "p50_ms": [first], "rule": f"one session (profile.sessions {cfg.sessions}; more "
+                                                           f"only when {when})"}
     b = measured["batch"]
     x = np.repeat(sample[:1], b, axis=0)
     runs = [{k: measured[k] for k in ("latency_ms", "iterations", "warmup_iterations", "median_ci95",
@@ -224,9 +225,8 @@ def _more_sessions(runner_cls: Any, artifact: Artifact, sample: np.ndarray, cfg:
     p50 = runs[mid]["latency_ms"]["p50"]
     measured["throughput_per_s"][str(b)] = b / (p50 / 1e3)
     measured["latency_p50_ms_by_batch"][str(b)] = p50
-    when = f" (first p50 < {cfg.sessions_below_ms} ms)" if math.isfinite(cfg.sessions_below_ms) else ""
     return {"count": len(runs), "p50_ms": [round(p, 6) for p in p50s], "chosen": mid,
-            "rule": f"median of {len(runs)} fresh sessions{when}"}
+            "rule": f"median of {len(runs)} fresh sessions ({when})"}
 
 
 def profile_artifact(artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
