@@ -76,10 +76,16 @@ class TrainSpec:
 
 
 def make_optimizer(params, spec: TrainSpec) -> torch.optim.Optimizer:
+    """SGD (nesterov when there is momentum) or AdamW, as one fused kernel per step where every
+    parameter is a float tensor on the CPU or a CUDA device: torch's default on the CPU loops over
+    the tensors (four small ops each), 7 ms of a 700 ms resnet50 bf16 step on 2 cores."""
+    params = list(params)
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]  # param groups too
+    fused = bool(tensors) and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
     if spec.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
-                           weight_decay=spec.weight_decay, nesterov=spec.momentum > 0)
+        return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, fused=fused or None)
+    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
+                           nesterov=spec.momentum > 0, fused=fused or None)
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int = 0) -> float:

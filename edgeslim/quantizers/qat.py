@@ -97,13 +97,27 @@ def fold_batchnorm(model: nn.Module) -> int:
     return folded
 
 
+class _Top(nn.Module):
+    """A top module of its own around an ``nn.Sequential``: NNCF stores its hooks in a child of
+    the top module, and a Sequential's forward would call that child as a layer."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
 def prepare_qat(model: nn.Module, calibration: np.ndarray, *, preset: str = "performance",
                 per_channel_activations: bool = False) -> nn.Module:
     """``model`` with NNCF fake quantizers calibrated on ``calibration`` (NCHW float32);
     trainable (``model.train()``), exported with :func:`qat_to_onnx`.
 
     ``preset``: ``performance`` (symmetric activations) or ``mixed`` (asymmetric), as
-    ``quantize.nncf_preset`` for the OpenVINO PTQ path. ``per_channel_activations`` False
+    ``quantize.nncf_preset`` for the OpenVINO PTQ path. An ``nn.Sequential`` comes back inside
+    a top module of its own: its layers are then ``model.0``, ``model.1``, ... (as a feature
+    distillation's ``layers`` must name them for QAT). ``per_channel_activations`` False
     (``quantize.qat.activations: per_tensor``) keeps one scale per activation tensor.
     """
     import nncf  # seconds to import: only QAT runs pay it
@@ -117,6 +131,8 @@ def prepare_qat(model: nn.Module, calibration: np.ndarray, *, preset: str = "per
     advanced = AdvancedQuantizationParameters(
         disable_bias_correction=True,
         activations_quantization_params=None if per_channel_activations else QuantizationParameters(per_channel=False))
+    if isinstance(model, nn.Sequential):
+        model = _Top(model)
     level = logging.getLogger("nncf").level
     nncf.set_log_level(logging.ERROR)
     try:
@@ -211,6 +227,80 @@ def fold_weight_quantizers(model: onnx.ModelProto) -> onnx.ModelProto:
     del g.initializer[:]
     g.initializer.extend(survivors + new)
     return model
+
+
+def unsigned_activations(model: onnx.ModelProto) -> int:
+    """Re-express every int8 activation Q/DQ pair (zero point z) as uint8 with zero point z + 128,
+    in place; returns how many. The same grid of real values (int8 saturates at -128/127, uint8
+    at 0/255 around z + 128): the graph as written computes the same outputs bit for bit (ONNX
+    Runtime with its graph optimizations off); fused, its INT8 kernels round as a PTQ model's do.
+
+    Why: NNCF exports signed quantizers where an activation can be negative (mobilenet_v2's
+    linear bottlenecks, a residual sum) and unsigned ones after a ReLU. ONNX Runtime fuses
+    DQ -> Conv -> Q into QLinearConv only when input and output share a type, and on x86 turns
+    an int8 Q -> DQ pair into uint8 itself only where the tensor has one reader: a residual
+    block's output (read by the next block and by the skip Add) stays int8, and the convolutions
+    on either side of it stay in float. mobilenet_v2's Fashion-MNIST QAT ONNX kept 15 of 52 in
+    float, each int8 -> uint8 or uint8 -> int8 (2.0x its PTQ twin's p50; uint8 throughout:
+    1.0x, benchmarks/results/qat_onnx.md). Weights stay int8: ONNX Runtime's U8S8 path, the one its
+    own static quantization emits. Not for TensorRT, which takes symmetric int8 only: the
+    trained Q/DQ ONNX is left as exported. Graphs with subgraphs (If, Loop) are left as they are.
+    """
+    g = model.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute):
+        return 0  # names read inside a subgraph are not in ``readers`` below: leave such a graph alone
+    consts = _constants(g)
+    inits = set(consts)  # initializers and Constant nodes: a Q of one of them quantizes a weight
+    taken = {t.name for t in g.initializer} | {o for n in g.node for o in n.output} | {i.name for i in g.input}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+
+    def grid(node: onnx.NodeProto) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+        return consts.get(node.input[1]), (consts.get(node.input[2]) if len(node.input) > 2 else None)
+
+    def same(a: tuple, b: tuple) -> bool:
+        return all(x is not None and y is not None and np.array_equal(x, y) for x, y in zip(a, b))
+
+    changed, retyped = 0, set()
+    for n in g.node:
+        if n.op_type != "QuantizeLinear" or n.input[0] in inits or n.output[0] in outputs:
+            continue  # weights (folded already) or a graph output
+        scale, zero = grid(n)
+        deqs = readers.get(n.output[0], [])
+        if any(a.name == "output_dtype" for a in n.attribute):
+            continue  # opset 21: the type is an attribute too
+        if zero is None or zero.dtype != np.int8 or not deqs \
+                or any(d.op_type != "DequantizeLinear" or not same(grid(d), (scale, zero)) for d in deqs):
+            continue  # uint8 already, or not a plain Q -> DQ pair on one grid: left as it is
+        name = f"{n.output[0]}_zp_u8"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        shifted = numpy_helper.from_array((zero.astype(np.int16) + 128).astype(np.uint8), name)
+        g.initializer.append(shifted)
+        retyped.add(n.output[0])
+        for node in (n, *deqs):
+            node.input[2] = shifted.name
+        changed += 1
+    stale = [v for v in g.value_info if v.name in retyped]  # shape hints typed int8
+    for v in stale:
+        g.value_info.remove(v)
+    _drop_unread(g)
+    return changed
+
+
+def _drop_unread(g: onnx.GraphProto) -> None:
+    """Remove initializers and Constant nodes nothing reads any more."""
+    read = {i for n in g.node for i in n.input} | {o.name for o in g.output} | {i.name for i in g.input}
+    keep = [n for n in g.node if n.op_type != "Constant" or n.output[0] in read]
+    del g.node[:]
+    g.node.extend(keep)
+    used = [t for t in g.initializer if t.name in read]
+    del g.initializer[:]
+    g.initializer.extend(used)
 
 
 def library() -> str:

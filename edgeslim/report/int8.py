@@ -54,11 +54,6 @@ def _onnx_facts(path: str, stamp: tuple[int, int]) -> dict[str, Any]:
                       and (dq_out & set(n.input) or q_in & set(n.output)))
     depthwise = sum(n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)
                     for n in g.node)
-    # ONNX Runtime fuses DQ -> Conv/Gemm -> Q into one INT8 kernel; without the Q after it (or
-    # with an activation scale per channel, which its kernels cannot take) the op runs in float
-    outputs = {o.name for o in g.output}
-    no_q_after = sum(n.op_type in ("Conv", "Gemm", "MatMul") and bool(dq_out & set(n.input))
-                     and not (q_in & set(n.output)) and not (outputs & set(n.output)) for n in g.node)
     inits = {t.name: t for t in g.initializer}
     consts = {n.output[0]: n.attribute[0].t for n in g.node if n.op_type == "Constant" and n.attribute}
 
@@ -68,13 +63,49 @@ def _onnx_facts(path: str, stamp: tuple[int, int]) -> dict[str, Any]:
 
     per_channel = sum(n.op_type == "QuantizeLinear" and n.input[0] not in inits and scale_size(n.input[1]) > 1
                       for n in g.node)
+
+    def zero_type(node: onnx.NodeProto) -> int:  # the integer type a Q works in (uint8 without a zero point)
+        t = (inits.get(node.input[2]) or consts.get(node.input[2])) if len(node.input) > 2 else None
+        return t.data_type if t is not None else onnx.TensorProto.UINT8
+
+    activation_types = {zero_type(n) for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits
+                        and n.input[0] not in consts}
     size = Counter()
     for t in g.initializer:
         kind = "int8" if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) else "other"
         size[kind] += len(t.raw_data) or t.ByteSize()
     return {"islands": dict(islands), "depthwise": depthwise, "int8_bytes": size["int8"],
-            "other_bytes": size["other"], "fake_quantize": 0, "no_q_after": no_q_after,
-            "per_channel_activations": per_channel}
+            "other_bytes": size["other"], "fake_quantize": 0, "unfused": ort_unfused(path),
+            "per_channel_activations": per_channel, "mixed_types": len(activation_types) > 1}
+
+
+# ONNX Runtime's float compute ops that an INT8 graph wants fused: left in its optimized graph
+# with a DequantizeLinear feeding them, they run in float on dequantized tensors
+_FLOAT_COMPUTE = frozenset({"Conv", "FusedConv", "MatMul", "Gemm", "FusedGemm", "ConvTranspose"})
+_INT8_COMPUTE = frozenset({"QLinearConv", "QLinearMatMul", "QGemm", "MatMulInteger", "ConvInteger"})
+
+
+def ort_unfused(path: str) -> Optional[tuple[int, int]]:
+    """(compute ops ONNX Runtime runs in float between Q/DQ, all compute ops) in the graph it
+    optimizes ``path`` to (its QDQ fusions, no hardware-specific layouts); None where it cannot."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="edgeslim-int8-") as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        so.log_severity_level = 3
+        try:
+            ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            g = onnx.load(so.optimized_model_filepath).graph
+        except Exception:  # a graph ONNX Runtime cannot load explains nothing here
+            return None
+    dq = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
+    unfused = sum(n.op_type in _FLOAT_COMPUTE and bool(dq & set(n.input)) for n in g.node)
+    total = unfused + sum(n.op_type in _INT8_COMPUTE for n in g.node)
+    return unfused, total
 
 
 @lru_cache(maxsize=64)
@@ -146,9 +177,14 @@ def _slower_causes(row: Row, f: dict[str, Any]) -> list[str]:
         causes.append(f"{f['per_channel_activations']} activation(s) quantized per channel: ONNX Runtime's INT8 "
                       "kernels take one scale per tensor, so the ops reading them run in float "
                       "(for int8-qat: quantize.qat.activations per_tensor)")
-    if f.get("no_q_after"):
-        causes.append(f"{f['no_q_after']} convolution/matmul op(s) with no QuantizeLinear after them: ONNX Runtime "
-                      "fuses DQ → Conv → Q only, so these run in float between dequantized inputs")
+    if f.get("unfused") and f["unfused"][0]:
+        n, total = f["unfused"]
+        mixed = (": the file mixes int8 and uint8 activations, and ONNX Runtime fuses a convolution only when its "
+                 "input and output share a type (it turns int8 into uint8 itself only where a tensor has one "
+                 "reader; edgeslim's int8-qat ONNX is uint8 throughout)"
+                 if f.get("mixed_types") else "")
+        causes.append(f"{n} of {total} convolution/matmul op(s) run in float in ONNX Runtime, between dequantized "
+                      f"inputs (its optimized graph did not fuse them){mixed}")
     if row.get("format") == "openvino" and f.get("fake_quantize") and _ran_in_float(row):
         causes.append(f"OpenVINO ran {_ran_in_float(row)} despite FakeQuantize on them "
                       f"({f['fake_quantize']} FakeQuantize ops)")

@@ -89,3 +89,43 @@ def test_spec_of_a_recipe_section():
     f = TrainSpec.of(r.finetune, batch_size=32, seed=5, epochs=2)
     assert (f.epochs, f.lr, f.momentum, f.weight_decay, f.warmup_epochs) == \
         (2, r.finetune.lr, 0.8, r.finetune.weight_decay, 0)
+
+
+@pytest.mark.parametrize("name,reference", [
+    ("sgd", lambda ps, s: torch.optim.SGD(ps, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
+                                           nesterov=True, foreach=False)),
+    ("adamw", lambda ps, s: torch.optim.AdamW(ps, lr=s.lr, weight_decay=s.weight_decay, foreach=False)),
+])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_optimizer_is_fused_on_the_cpu_and_steps_like_the_loop(name, reference, channels_last):
+    """One fused kernel per step on the CPU, the same weights as torch's per-tensor loop, with
+    channels_last weights too (the training engine's default placement on the CPU)."""
+    from edgeslim.finetune.train import make_optimizer
+
+    spec = TrainSpec(1, 0.1, name)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fused_model, loop_model = _tiny().to(memory_format=fmt), _tiny().to(memory_format=fmt)
+    fused, loop = make_optimizer(fused_model.parameters(), spec), reference(loop_model.parameters(), spec)
+    assert fused.defaults["fused"] is True and not loop.defaults.get("fused")
+    x = torch.randn(6, 3, 8, 8).contiguous(memory_format=fmt)
+    assert fused_model[0].weight.is_contiguous(memory_format=fmt)
+    for _ in range(4):
+        for model, opt in ((fused_model, fused), (loop_model, loop)):
+            opt.zero_grad()
+            model(x).square().sum().backward()
+            opt.step()
+    for a, b in zip(fused_model.parameters(), loop_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(fused_model[0].weight, _tiny()[0].weight)  # it did step
+
+
+
+def test_optimizer_takes_param_groups_and_leaves_meta_tensors_unfused():
+    from edgeslim.finetune.train import make_optimizer
+
+    model = _tiny()
+    groups = [{"params": list(model[0].parameters())}, {"params": list(model[4].parameters()), "lr": 0.01}]
+    opt = make_optimizer(groups, TrainSpec(1, 0.1))
+    assert opt.defaults["fused"] is True and [g["lr"] for g in opt.param_groups] == [0.1, 0.01]
+    meta = make_optimizer([nn.Parameter(torch.empty(3, device="meta"))], TrainSpec(1, 0.1))
+    assert not meta.defaults["fused"]  # no fused kernel there: torch's own loop

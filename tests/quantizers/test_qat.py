@@ -14,7 +14,15 @@ from onnx.reference import ReferenceEvaluator
 
 from edgeslim.errors import RecipeError
 from edgeslim.models.zoo import create_model
-from edgeslim.quantizers.qat import _quantize, fold_batchnorm, int8_weight_count, prepare_qat, qat_to_onnx
+from edgeslim.quantizers.qat import (
+    _quantize,
+    fold_batchnorm,
+    int8_weight_count,
+    prepare_qat,
+    qat_to_onnx,
+    quantizer_count,
+    unsigned_activations,
+)
 from edgeslim.recipe import load_recipe
 
 
@@ -146,8 +154,7 @@ def test_onnx_runtime_runs_it_as_int8_kernels_close_to_the_fake_quantized_model(
 
 
 class _Depthwise(nn.Module):
-    """A mobilenet-like block: conv, ReLU6, depthwise conv, ReLU6, pointwise conv, classifier
-    (a module of its own: NNCF cannot hook a bare nn.Sequential)."""
+    """A mobilenet-like block: conv, ReLU6, depthwise conv, ReLU6, pointwise conv, classifier."""
 
     def __init__(self):
         super().__init__()
@@ -193,3 +200,87 @@ def test_qat_activations_are_per_tensor_so_onnx_runtime_fuses_depthwise_convs(pe
     else:  # the default: one scale per tensor, and all three convs run as INT8 kernels
         assert sizes and set(sizes) == {1}
         assert fused.count("QLinearConv") == 3 and "Conv" not in fused
+
+
+class _Inverted(nn.Module):
+    """A stem and one mobilenet_v2 inverted residual: its linear bottleneck (no ReLU, so signed
+    activations) is added to the block's input, between unsigned ReLU6 activations."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.expand = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 32, 1)
+        self.dw, self.project = nn.Conv2d(32, 32, 3, padding=1, groups=32), nn.Conv2d(32, 8, 1)
+        self.head, self.fc = nn.Conv2d(8, 16, 1), nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.project(nn.functional.relu6(self.dw(nn.functional.relu6(self.expand(x)))))
+        return self.fc(nn.functional.relu6(self.head(x)).mean((2, 3)))
+
+
+def _ort(path, tmp_path, x, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+    """(output, op types of the graph ONNX Runtime runs) for ``path`` at optimization ``level``."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = level
+    so.optimized_model_filepath = str(tmp_path / f"{path.stem}-optimized.onnx")
+    out = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    return out, [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+
+
+def _activation_zero_point_types(proto) -> set:
+    g = proto.graph
+    inits = {t.name: t for t in g.initializer}
+    consts = {n.output[0]: n.attribute[0].t for n in g.node if n.op_type == "Constant"}
+    return {onnx.helper.tensor_dtype_to_np_dtype((inits.get(n.input[2]) or consts[n.input[2]]).data_type)
+            for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] not in inits}
+
+
+def test_activations_made_unsigned_let_onnx_runtime_fuse_every_conv_with_the_same_values(tmp_path):
+    torch.manual_seed(0)
+    calib = np.random.default_rng(0).normal(size=(16, 3, 12, 12)).astype(np.float32)
+    qmodel = prepare_qat(_Inverted().eval(), calib).eval()
+    signed = qat_to_onnx(qmodel, calib, tmp_path / "signed.onnx")
+    proto = onnx.load(str(signed))
+    assert _activation_zero_point_types(proto) == {np.dtype(np.int8), np.dtype(np.uint8)}  # NNCF mixes them
+    _, ops = _ort(signed, tmp_path, calib)
+    assert "Conv" in ops  # ONNX Runtime leaves the convolutions between the two types in float
+
+    assert unsigned_activations(proto) > 0
+    assert _activation_zero_point_types(proto) == {np.dtype(np.uint8)}
+    unsigned = tmp_path / "unsigned.onnx"
+    onnx.save(proto, str(unsigned))
+    onnx.checker.check_model(str(unsigned))
+    # the same grid of values: bit-identical outputs where the Q/DQ pairs run as written
+    plain = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    assert np.array_equal(_ort(signed, tmp_path, calib, plain)[0], _ort(unsigned, tmp_path, calib, plain)[0])
+    out, ops = _ort(unsigned, tmp_path, calib)
+    assert ops.count("QLinearConv") == 5 and "Conv" not in ops  # every convolution runs as INT8
+    with torch.no_grad():
+        ref = qmodel(torch.from_numpy(calib)).numpy()
+    cos = float((out * ref).sum() / (np.linalg.norm(out) * np.linalg.norm(ref)))
+    assert cos > 0.99
+    assert unsigned_activations(proto) == 0  # nothing signed is left to re-express
+
+
+def test_a_bare_sequential_model_gets_fake_quantizers_and_exports(tmp_path):
+    """NNCF keeps its hooks in a child of the top module, which nn.Sequential's forward would
+    call as a layer ("HookStorage is missing forward"): prepare_qat gives it a top of its own."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+    calib = np.random.default_rng(0).normal(size=(8, 3, 8, 8)).astype(np.float32)
+    qmodel = prepare_qat(model, calib)
+    assert quantizer_count(qmodel) > 0
+    opt = torch.optim.SGD(qmodel.parameters(), lr=1e-2)
+    before = {k: v.detach().clone() for k, v in qmodel.named_parameters()}
+    assert any(k.startswith("model.0.") for k in before)  # the user's layers, under the new top
+    loss = nn.functional.cross_entropy(qmodel.train()(torch.from_numpy(calib)), torch.arange(8) % 10)
+    loss.backward()
+    opt.step()
+    assert not torch.equal(qmodel.get_parameter("model.0.weight"), before["model.0.weight"])  # it trains
+    path = qat_to_onnx(qmodel.eval(), calib, tmp_path / "model.onnx")
+    out, ops = _ort(path, tmp_path, calib)
+    assert ops.count("QLinearConv") == 2 and "Conv" not in ops
+    with torch.no_grad():
+        ref = qmodel(torch.from_numpy(calib)).numpy()
+    np.testing.assert_allclose(out, ref, atol=0.05 * np.abs(ref).max())

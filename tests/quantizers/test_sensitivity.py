@@ -89,7 +89,7 @@ def test_full_int8_figure_is_the_artifacts_own(sensitive, val):
     art, result = sensitive
     x, y = val[0][:SAMPLES], val[1][:SAMPLES]
     acc = float((infer(art, x).argmax(1) == y).mean())
-    assert result["full_int8"]["accuracy"] == pytest.approx(acc, abs=1e-9)
+    assert result["full_int8"]["accuracy"] == pytest.approx(acc, abs=5e-7)  # stored to 6 decimals
     # without accuracy control the artifact is the fully quantized model: no FP32 weights left
     assert "accuracy_control" not in art.info
     assert not _float_weights(art.path)

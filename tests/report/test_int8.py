@@ -167,7 +167,8 @@ def test_a_qat_int8_row_is_judged_too_but_has_no_sensitivity_line(run):
 
 def test_convs_onnx_runtime_cannot_fuse_are_named_as_the_cause(tmp_path):
     """An activation quantized per channel feeds a conv with no QuantizeLinear after it (as an
-    NNCF QAT export with per-channel activations gives): both keep the conv in float."""
+    NNCF QAT export with per-channel activations gives): ONNX Runtime's optimized graph keeps
+    the conv in float, and the report counts it from that graph."""
     inits = [numpy_helper.from_array(np.ones((2, 2, 3, 3), np.int8), "w_q"),
              numpy_helper.from_array(np.array([0.1, 0.1], np.float32), "w_s"),
              numpy_helper.from_array(np.zeros(2, np.int8), "w_z"),
@@ -186,9 +187,43 @@ def test_convs_onnx_runtime_cannot_fuse_are_named_as_the_cause(tmp_path):
             _row("compressed", "int8", p50=3.0, size=500, acc=0.95, artifact="c/model.onnx", macs=50_000_000)]
     (slower,) = explain_lines(rows, tmp_path, budget=1.0)
     assert "1 activation(s) quantized per channel" in slower and "quantize.qat.activations per_tensor" in slower
-    assert "1 convolution/matmul op(s) with no QuantizeLinear after them" in slower
+    assert "1 of 1 convolution/matmul op(s) run in float in ONNX Runtime" in slower
     # the well-formed graph of the other tests has neither
     _qdq_onnx(tmp_path / "good.onnx")
     rows[1]["artifact"] = "good.onnx"
     (good,) = explain_lines(rows, tmp_path, budget=1.0)
-    assert "per channel" not in good and "no QuantizeLinear after" not in good
+    assert "per channel" not in good and "run in float in ONNX Runtime" not in good
+
+
+def test_a_conv_between_int8_and_uint8_activations_is_named_as_the_cause(tmp_path):
+    """uint8 in, int8 out to two readers (as NNCF exports a residual block's projection conv):
+    ONNX Runtime rewrites a one-reader int8 pair to uint8 itself, not this one, and leaves the
+    conv in float; the same graph in uint8 is fused."""
+    def graph(out_zero: np.ndarray) -> onnx.ModelProto:
+        inits = [numpy_helper.from_array(np.ones((2, 2, 1, 1), np.int8), "w_q"),
+                 numpy_helper.from_array(np.array(0.1, np.float32), "w_s"),
+                 numpy_helper.from_array(np.array(0.02, np.float32), "a_s"),
+                 numpy_helper.from_array(np.array(0, np.uint8), "a_z"),
+                 numpy_helper.from_array(out_zero, "o_z")]
+        nodes = [helper.make_node("QuantizeLinear", ["x", "a_s", "a_z"], ["xq"]),
+                 helper.make_node("DequantizeLinear", ["xq", "a_s", "a_z"], ["xd"]),
+                 helper.make_node("DequantizeLinear", ["w_q", "w_s"], ["wd"]),
+                 helper.make_node("Conv", ["xd", "wd"], ["c"]),
+                 helper.make_node("QuantizeLinear", ["c", "a_s", "o_z"], ["cq"]),
+                 helper.make_node("DequantizeLinear", ["cq", "a_s", "o_z"], ["y"]),
+                 helper.make_node("DequantizeLinear", ["cq", "a_s", "o_z"], ["skip"])]  # a second reader
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("skip", TensorProto.FLOAT, None)], inits)
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+
+    rows = [_row("compressed", "fp32", p50=1.0, size=1000, acc=0.95, macs=50_000_000),
+            _row("compressed", "int8", p50=3.0, size=500, acc=0.95, artifact="mixed.onnx", macs=50_000_000)]
+    onnx.save_model(graph(np.array(0, np.int8)), str(tmp_path / "mixed.onnx"))
+    (slower,) = explain_lines(rows, tmp_path, budget=1.0)
+    assert "1 of 1 convolution/matmul op(s) run in float in ONNX Runtime" in slower
+    assert "mixes int8 and uint8 activations" in slower
+    onnx.save_model(graph(np.array(128, np.uint8)), str(tmp_path / "same.onnx"))
+    rows[1]["artifact"] = "same.onnx"
+    (same,) = explain_lines(rows, tmp_path, budget=1.0)
+    assert "run in float" not in same and "mixes" not in same  # one type: ONNX Runtime fuses it

@@ -7,7 +7,8 @@ Two stages, so a run with several formats trains once per variant:
   training engine (placement, bf16, EMA, epoch checkpoints for resume, progress), and
   writes the Q/DQ ONNX every format is made from.
 - :class:`QatStage` (``40-quantize/<variant>-<format>-int8-qat``) turns that ONNX into the
-  format's artifact (ONNX: as is; OpenVINO: IR with FakeQuantize and int8 weights) and
+  format's artifact (ONNX: every activation Q/DQ re-expressed as uint8, the same values, so
+  ONNX Runtime fuses every convolution; OpenVINO: IR with FakeQuantize and int8 weights) and
   checks it against its FP32 parent like every quantized artifact.
 
 Example::
@@ -18,16 +19,16 @@ Example::
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any, Optional
 
+import onnx
 import torch
 
 from edgeslim.artifacts import Artifact
 from edgeslim.errors import QuantizeError
 from edgeslim.exporters import EXPORTERS
-from edgeslim.exporters.onnx_files import onnx_artifact_files
+from edgeslim.exporters.onnx_files import check_onnx, onnx_artifact_files, save_onnx
 from edgeslim.exporters.openvino import onnx_to_ir
 from edgeslim.finetune.config import DistillCfg
 from edgeslim.finetune.device import Placement, resolve
@@ -51,6 +52,7 @@ from edgeslim.quantizers.qat import (
     prepare_qat,
     qat_to_onnx,
     quantizer_count,
+    unsigned_activations,
 )
 from edgeslim.recipe import Recipe
 
@@ -135,6 +137,16 @@ class QatSlice(Slice):
     format: str
     parity_samples: int
     unavailable: str = ""  # why this format has no int8-qat artifact here ("" when it has)
+    # the ONNX artifact's activation Q/DQ type (unsigned_activations; "" for other formats): in
+    # the ONNX cells' key, so run directories made before it (mixed int8/uint8, convolutions
+    # in float) redo those cells; the other formats' keys are as before
+    onnx_activations: str = ""
+
+    def key(self) -> dict[str, Any]:
+        k = super().key()
+        if not self.onnx_activations:
+            k.pop("onnx_activations")
+        return k
 
 
 class QatStage(Stage[QatSlice]):
@@ -145,9 +157,10 @@ class QatStage(Stage[QatSlice]):
         ok, why = EXPORTERS.get(cell.format).available()
         if ok and cell.format not in FORMATS:
             ok, why = False, (f"int8-qat makes {', '.join(FORMATS)} artifacts; for {cell.format} build "
-                              f"the Q/DQ ONNX (40-quantize/{cell.variant.name}-onnx-{QAT}/model.onnx) strongly typed")
+                              f"the trained Q/DQ ONNX (35-qat/{cell.variant.name}/model.onnx, signed as trained) strongly typed")
         return QatSlice(data=DataSlice.of(recipe), format=cell.format, parity_samples=recipe.export.parity.samples,
-                        unavailable="" if ok else why or "unavailable")
+                        unavailable="" if ok else why or "unavailable",
+                        onnx_activations="uint8" if cell.format == "onnx" else "")
 
     def run(self, workdir: Path, inputs: dict[str, StageResult], cfg: QatSlice, ctx: Context) -> dict[str, Any]:
         if cfg.unavailable:
@@ -156,14 +169,19 @@ class QatStage(Stage[QatSlice]):
         parent = Artifact.from_json(exp.outputs["artifact"], exp.dir)
         qdq = trained.dir / trained.outputs["onnx"]
         with ctx.reporter.task(f"int8-qat {parent.variant} → {cfg.format}"):
-            if cfg.format == "onnx":
-                shutil.copyfile(qdq, workdir / "model.onnx")
-                path, files = workdir / "model.onnx", onnx_artifact_files(workdir / "model.onnx")
+            facts = {k: trained.outputs[k] for k in ("epochs", "lr", "library", "bn_folded", "distill")}
+            if cfg.format == "onnx":  # every activation uint8: ONNX Runtime's fused INT8 kernels
+                proto = onnx.load(str(qdq))
+                if cfg.onnx_activations == "uint8":
+                    facts["activations_made_unsigned"] = unsigned_activations(proto)
+                path = workdir / "model.onnx"
+                save_onnx(proto, path)
+                check_onnx(path)
+                files = onnx_artifact_files(path)
             else:
                 path = workdir / "model.xml"
                 files = onnx_to_ir(qdq, path)
             art = Artifact(path, cfg.format, QAT, parent.variant, parent.method, files=files, parent=parent.id)
-            facts = {k: trained.outputs[k] for k in ("epochs", "lr", "library", "bn_folded", "distill")}
             art.info = {"quantizer": "quantization-aware training", "weights": "int8",
                         "qat_torch_accuracy": trained.outputs["accuracy"], **facts}
             art.info["parity"] = validate_against_parent(art, parent, parity_inputs(cfg.data.load(ctx),
