@@ -218,7 +218,11 @@ def _accuracy_causes(row: Row, f: dict[str, Any], sens: Optional[dict[str, Any]]
     if info.get("reduce_range"):
         causes.append("7-bit weights (quantize.reduce_range)")
     ac = info.get("accuracy_control") or {}
-    if ac.get("met") is False and ac.get("why"):
+    if row.get("precision") == "int8-qat":  # trained, no fallback: more training is the lever
+        epochs = f"{info['epochs']} epoch(s)" if info.get("epochs") else "its epochs"
+        causes.append(f"quantization-aware training ran {epochs}: more (`quantize.qat.epochs`), or "
+                      "`quantize.qat.distill: true` to learn from the baseline")
+    elif ac.get("met") is False and ac.get("why"):
         causes.append(f"the FP32 fallback could not meet its budget: {ac['why']}")
     elif not ac:
         causes.append("`quantize.max_accuracy_drop` would keep the most sensitive layers in FP32")

@@ -41,7 +41,7 @@ _RATES: dict[str, list[tuple[str, str, int, int]]] = {  # precision -> (flag, na
     "f16": [("amx_fp16", "AMX-FP16", 512, 1), ("avx512_fp16", "AVX-512 FP16", 32, AVX512_UNITS_PER_CORE)],
     "f32": [("avx512f", "AVX-512 FMA", 16, AVX512_UNITS_PER_CORE), ("avx2", "AVX2 FMA", 8, AVX2_UNITS_PER_CORE)],
 }
-_NAMES = {"fp32": "f32", "fp16": "f16", "i8": "int8", "u8": "int8"}
+_NAMES = {"fp32": "f32", "fp16": "f16", "i8": "int8", "u8": "int8", "int8-qat": "int8"}  # ORT rows say int8-qat
 
 
 @dataclass(frozen=True)

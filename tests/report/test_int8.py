@@ -161,7 +161,12 @@ def test_a_qat_int8_row_is_judged_too_but_has_no_sensitivity_line(run):
     for r in rows:
         if r["variant"] == "compressed" and r["precision"] == "int8":
             r["precision"], r["id"] = "int8-qat", "compressed/onnx/int8-qat"
-    assert len(explain_lines(rows, run_dir, budget=1.0)) == 3
+            r["info"]["epochs"] = 2
+    lines = explain_lines(rows, run_dir, budget=1.0)
+    assert len(lines) == 3
+    (acc,) = [line for line in lines if "int8-qat" in line and "loses" in line]
+    assert "quantization-aware training ran 2 epoch(s): more (`quantize.qat.epochs`)" in acc
+    assert "max_accuracy_drop" not in acc  # a PTQ fallback does not apply to a trained artifact
     assert [line for line in sensitivity_lines(rows, run_dir) if "int8-qat" in line] == []
 
 

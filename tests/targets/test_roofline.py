@@ -18,6 +18,7 @@ SPR = ZEN4 + ["avx512_fp16", "amx_tile", "amx_int8", "amx_bf16"]
     (ZEN4, "bf16", 32 * AVX512_UNITS_PER_CORE, "AVX-512 BF16"),
     (ZEN4, "f32", 16 * AVX512_UNITS_PER_CORE, "AVX-512 FMA"),
     (ZEN4, "fp32", 16 * AVX512_UNITS_PER_CORE, "AVX-512 FMA"),  # the artifact's name for it too
+    (ZEN4, "int8-qat", 64 * AVX512_UNITS_PER_CORE, "AVX-512 VNNI"),  # an ONNX int8-qat row's executed precision
     (["avx2"], "f32", 8 * AVX2_UNITS_PER_CORE, "AVX2 FMA"),
     (["avx2"], "int8", 16 * AVX2_UNITS_PER_CORE, "AVX2 int8"),
     (["avx2", "avx_vnni"], "int8", 32 * AVX2_UNITS_PER_CORE, "AVX-VNNI"),
