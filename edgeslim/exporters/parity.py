@@ -14,8 +14,9 @@ from typing import Optional
 import numpy as np
 
 # How close a reduced-precision artifact must stay to its reference on real inputs: a
-# quantized artifact to its FP32 parent, an FP16-weights export to PyTorch.
-# int8-qat is INT8 too: its weights moved in training, but not further than a PTQ rounding does
+# quantized artifact to its FP32 parent, an FP16-weights export to PyTorch. An int8-qat
+# artifact is held to the trained Q/DQ ONNX it was made from, and that ONNX to the trained
+# fake-quantized model (its weights moved in training: the FP32 parent is only recorded)
 MIN_COSINE = {"fp16": 0.999, "bf16": 0.99, "int8": 0.95, "int8-qat": 0.95}
 
 

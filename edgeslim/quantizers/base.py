@@ -20,7 +20,7 @@ from edgeslim.targets.profiler import accuracy
 from edgeslim.targets.runner import RUNNERS
 
 __all__ = ["MIN_COSINE", "QUANTIZERS", "Quantizer", "check_accuracy_drop", "check_against_parent",
-           "register_quantizer", "validate_against_parent"]
+           "drift_from", "register_quantizer", "validate_against_parent"]
 
 
 class Quantizer:
@@ -49,10 +49,10 @@ def register_quantizer(cls: type[Quantizer]) -> type[Quantizer]:
 
 
 def check_against_parent(parent_out: np.ndarray, out: np.ndarray, precision: str,
-                         what: str) -> ParityReport:
+                         what: str, reference: str = "FP32 parent") -> ParityReport:
     report = compare(parent_out, out, max_abs=None, min_cosine=MIN_COSINE[precision])
     if not report.passed:
-        raise QuantizeError(f"{what} differs from its FP32 parent beyond tolerance: {report.summary()}")
+        raise QuantizeError(f"{what} differs from its {reference} beyond tolerance: {report.summary()}")
     return report
 
 
@@ -81,10 +81,21 @@ def check_accuracy_drop(art: Artifact, parent: Artifact, x: np.ndarray, y: Optio
             "drop_points": drop, "samples": int(len(y))}
 
 
-def validate_against_parent(art: Artifact, parent: Artifact, x: np.ndarray) -> dict:
-    """Run both artifacts on ``x`` in their runtimes; fail when the child strays from its parent."""
-    with RUNNERS.get(parent.format)(parent) as r:
-        ref = r.infer(x)
+def _outputs(art: Artifact, x: np.ndarray) -> np.ndarray:
     with RUNNERS.get(art.format)(art) as r:
-        out = r.infer(x)
-    return check_against_parent(ref, out, art.precision, f"the {art.id} artifact").to_json()
+        return r.infer(x)
+
+
+def validate_against_parent(art: Artifact, parent: Artifact, x: np.ndarray, *,
+                            reference: str = "FP32 parent") -> dict:
+    """Run both artifacts on ``x`` in their runtimes; fail when the child strays from its parent
+    (``reference`` names the parent in the error)."""
+    return check_against_parent(_outputs(parent, x), _outputs(art, x), art.precision, f"the {art.id} artifact",
+                                reference).to_json()
+
+
+def drift_from(art: Artifact, parent: Artifact, x: np.ndarray) -> dict:
+    """The parity report of ``art`` against ``parent`` on ``x``, recorded and never raised: for an
+    artifact whose weights trained after they left the parent (int8-qat)."""
+    return compare(_outputs(parent, x), _outputs(art, x), max_abs=None,
+                   min_cosine=MIN_COSINE[art.precision]).to_json()
