@@ -220,6 +220,11 @@ def output_classes(model: nn.Module, input_size: int, num_classes: int | None = 
             out = model(torch.zeros(1, 3, input_size, input_size))
     except Exception as err:
         msg = first_line(err)
+        wants = re.search(r"to have (\d+) channels, but got 3 channels", msg)
+        if wants:  # torch's words when the first convolution is not made for RGB
+            raise ModelError(f"the model's first convolution takes {wants.group(1)} input channel(s); edgeslim "
+                             f"feeds [N, 3, H, W] images (grayscale data repeated into three channels): make it "
+                             f"take 3, or average them first inside the model (x.mean(1, keepdim=True))") from None
         raise ModelError(f"the model cannot take a {input_size}x{input_size} input: {msg}") from None
     expected = f"(N, {num_classes})" if num_classes is not None else "(N, num_classes)"
     if not isinstance(out, torch.Tensor):

@@ -377,6 +377,17 @@ def test_model_returning_an_image_names_the_shape_and_the_expected_one():
                               "image it returned shape (1, 3, 32, 32)")
 
 
+def test_a_grayscale_model_is_told_it_gets_three_channels():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    with pytest.raises(ModelError) as err:
+        output_classes(model, 16, 10)
+    assert str(err.value).startswith("the model's first convolution takes 1 input channel(s); edgeslim feeds "
+                                     "[N, 3, H, W] images")
+    other = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 14 * 14, 10))
+    with pytest.raises(ModelError, match="cannot take a 8x8 input"):  # any other failure keeps torch's words
+        output_classes(other, 8, 10)
+
+
 def test_onnx_file_as_weights_is_named_as_onnx(tmp_path):
     import onnx
     from onnx import TensorProto, helper
