@@ -56,7 +56,8 @@ def measure(args) -> list[dict]:
             continue
         print(f"  {dataset} {model}: {args.rounds} interleaved rounds", file=sys.stderr)
         rows = bench(paths, compare=True, rounds=args.rounds)
-        failed = [f"{p.name}: {r.get('reason') or r.get('error')}" for p, r in zip(paths, rows) if r.get("status") != "ok"]
+        failed = [f"{p.name}: {r.get('reason') or r.get('error')}"
+                  for p, r in zip(paths, rows) if r.get("status") != "ok"]
         if failed:
             sys.exit(f"{dataset} {model}: bench failed: {'; '.join(failed)}")
         for (label, rel), path, row in zip(FILES, paths, rows):
