@@ -292,7 +292,7 @@ def bench(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON to FILE"),
     compare: bool = typer.Option(False, "--compare", help="interleaved rounds; p50 ratio to the first artifact with a 95% interval"),
     rounds: int = typer.Option(5, "--rounds", min=1, help="rounds of --compare"),
-    sessions: int = typer.Option(3, "--sessions", min=1, help="fresh runtime sessions per artifact (without --compare); the row is the median one"),
+    sessions: int = typer.Option(5, "--sessions", min=1, help="fresh runtime sessions per artifact (without --compare; on cpu and edge each in a fresh process); the row is the median one"),
     accuracy: Optional[str] = typer.Option(None, "--accuracy", help="classifier accuracy on a recipe data source, e.g. digits"),
     preprocess: Optional[Path] = typer.Option(None, "--preprocess", help="also time decode+resize+normalize of this image"),
     noisy_share: Optional[float] = typer.Option(None, "--noisy-share", min=0, max=1, help="mark rows noisy above this share of other CPU load (default 0.25)"),

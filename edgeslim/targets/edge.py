@@ -91,28 +91,39 @@ class EdgeTarget(Target):
     def _profile(self, artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
                  val: Optional[tuple[np.ndarray, Optional[np.ndarray]]]) -> dict[str, Any]:
         o = self.opts
-        with tempfile.TemporaryDirectory(prefix="edgeslim-edge-") as tmp:
-            npz = write_inputs(Path(tmp) / "inputs.npz", sample, val if cfg.accuracy else None)
-            cmd = [sys.executable, "-m", MODULE,
-                   *agent_args(artifact, str(artifact.path.resolve()), cfg, data_npz=str(npz),
-                               threads=o.threads, core=self.core, memory_limit_mb=o.memory_limit_mb,
-                               device="edge", runner_options=self.runner_options(artifact))]
-            try:
-                rc, out, err = run_process(cmd, timeout=o.timeout_s, what=f"profiling {artifact.id} on edge",
-                                           env=agent_env())
-            finally:
-                if o.memory_limit_mb is not None:
-                    remove_stale_cgroups()  # an agent the OOM killer ended cannot remove its own
+        return agent_profile(artifact, sample, cfg, val, threads=o.threads, core=self.core,
+                             memory_limit_mb=o.memory_limit_mb, device="edge",
+                             runner_options=self.runner_options(artifact), timeout_s=o.timeout_s)
+
+
+def agent_profile(artifact: Artifact, sample: np.ndarray, cfg: ProfileCfg,
+                  val: Optional[tuple[np.ndarray, Optional[np.ndarray]]], *, threads: Optional[int],
+                  core: Optional[int], memory_limit_mb: Optional[int], device: str,
+                  runner_options: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """One measurement by the profiling agent in a fresh process on this machine, pinned to
+    ``core`` and under ``memory_limit_mb`` where given; raises :class:`TargetError`."""
+    with tempfile.TemporaryDirectory(prefix=f"edgeslim-{device}-") as tmp:
+        npz = write_inputs(Path(tmp) / "inputs.npz", sample, val if cfg.accuracy else None)
+        cmd = [sys.executable, "-m", MODULE,
+               *agent_args(artifact, str(artifact.path.resolve()), cfg, data_npz=str(npz),
+                           threads=threads, core=core, memory_limit_mb=memory_limit_mb,
+                           device=device, runner_options=runner_options)]
         try:
-            m = measurement(parse_answer(rc, out, err, where="this machine", python=sys.executable))
-        except TargetError:
-            if o.memory_limit_mb is None:
-                raise
-            if rc == -9:  # SIGKILL without an answer: the cgroup's OOM killer
-                raise TargetError(f"the agent was killed at the edge memory limit of {o.memory_limit_mb} MB "
-                                  f"(cgroup v2 memory.max: resident memory exceeded it)") from None
-            raise TargetError(f"the agent failed under the edge memory limit of {o.memory_limit_mb} MB, "
-                              f"exit {rc}: {last_line(err, skip=SKIP) or 'no output'}") from None
-        if m["status"] == "failed" and o.memory_limit_mb is not None and "memory limit" not in m["reason"]:
-            m["reason"] += f" (under the edge memory limit of {o.memory_limit_mb} MB)"
-        return m
+            rc, out, err = run_process(cmd, timeout=timeout_s, what=f"profiling {artifact.id} on {device}",
+                                       env=agent_env())
+        finally:
+            if memory_limit_mb is not None:
+                remove_stale_cgroups()  # an agent the OOM killer ended cannot remove its own
+    try:
+        m = measurement(parse_answer(rc, out, err, where="this machine", python=sys.executable))
+    except TargetError:
+        if memory_limit_mb is None:
+            raise
+        if rc == -9:  # SIGKILL without an answer: the cgroup's OOM killer
+            raise TargetError(f"the agent was killed at the {device} memory limit of {memory_limit_mb} MB "
+                              f"(cgroup v2 memory.max: resident memory exceeded it)") from None
+        raise TargetError(f"the agent failed under the {device} memory limit of {memory_limit_mb} MB, "
+                          f"exit {rc}: {last_line(err, skip=SKIP) or 'no output'}") from None
+    if m["status"] == "failed" and memory_limit_mb is not None and "memory limit" not in m["reason"]:
+        m["reason"] += f" (under the {device} memory limit of {memory_limit_mb} MB)"
+    return m
