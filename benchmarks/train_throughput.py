@@ -86,29 +86,38 @@ def images_per_s(model_name: str, size: int, data: DataBundle, place: Placement,
     return float(train(model, data, spec, placement=place)[-1]["images_per_s"])
 
 
-def hand_loop(model_name: str, size: int, x: torch.Tensor, y: torch.Tensor, place: Placement, *,
-              batch: int, epochs: int, num_classes: int = 10) -> float:
-    """The same steps written by hand, without edgeslim (SGD momentum 0.9, weight decay 5e-4,
-    autocast and channels_last as ``place`` says): the last epoch's img/s. A reference for
-    the engine's own overhead: it should run as fast."""
+def hand_step(model_name: str, place: Placement, num_classes: int = 10):
+    """One training step written by hand, without edgeslim (SGD momentum 0.9, weight decay 5e-4,
+    autocast and channels_last as ``place`` says): ``(step(x, y), memory_format)`` for a fresh
+    seeded model."""
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    model = create_model(model_name, num_classes=num_classes).train()
     fmt = torch.channels_last if place.channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
+    model = create_model(model_name, num_classes=num_classes).train().to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     dtype = place.autocast_dtype
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = F.cross_entropy(model(xb).float(), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step, fmt
+
+
+def hand_loop(model_name: str, size: int, x: torch.Tensor, y: torch.Tensor, place: Placement, *,
+              batch: int, epochs: int, num_classes: int = 10) -> float:
+    """:func:`hand_step` over ``x``: the last epoch's img/s. A reference for the engine's own
+    overhead: it should run as fast."""
+    step, fmt = hand_step(model_name, place, num_classes)
     rate = 0.0
     for _ in range(epochs):
         t0 = time.perf_counter()
         for i in range(0, len(x) - batch + 1, batch):
-            xb = x[i:i + batch].contiguous(memory_format=fmt)
-            with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = F.cross_entropy(model(xb).float(), y[i:i + batch])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            step(x[i:i + batch].contiguous(memory_format=fmt), y[i:i + batch])
         rate = (len(x) // batch) * batch / (time.perf_counter() - t0)
     return rate
 
@@ -166,29 +175,16 @@ def conv_rate(dtype: torch.dtype, batch: int, cin: int, cout: int, k: int, hw: i
 
 
 def step_split(model_name: str, size: int, place: Placement, *, batch: int, steps: int = 3) -> dict:
-    """ms per hand-loop step, total and inside convolution kernels (torch.profiler self CPU time)."""
-    import torch.nn.functional as F
+    """ms per :func:`hand_step`, total and inside convolution kernels (torch.profiler self CPU time)."""
     from torch.profiler import ProfilerActivity, profile
 
-    torch.manual_seed(0)
-    fmt = torch.channels_last if place.channels_last else torch.contiguous_format
-    model = create_model(model_name, num_classes=10).train().to(memory_format=fmt)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)  # as hand_loop
+    step, fmt = hand_step(model_name, place)
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,))
-    dtype = place.autocast_dtype
-
-    def step() -> None:
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = F.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    step()
+    step(x, y)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
-            step()
+            step(x, y)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) / 1e3 / steps
     conv = sum(e.self_cpu_time_total for e in events if "convolution" in e.key) / 1e3 / steps

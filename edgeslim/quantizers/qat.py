@@ -42,7 +42,6 @@ from edgeslim.config import StrictModel
 from edgeslim.errors import QuantizeError, first_line
 from edgeslim.exporters.onnx import INPUT, OUTPUT, strip_debug_info
 from edgeslim.exporters.onnx_files import check_onnx, save_onnx
-from edgeslim.exporters.parity import MIN_COSINE, compare
 from edgeslim.quantizers.onnx_graph import compact_names
 
 # QDQ export needs opset 13 (per-channel DequantizeLinear)
@@ -192,16 +191,15 @@ def export_parity(model: nn.Module, path: Path, images: np.ndarray) -> dict:
     strayed from the trained model (the int8-qat minimum cosine)."""
     import onnxruntime as ort
 
+    from edgeslim.quantizers.base import check_against_parent  # base -> config -> this module
+
     x = np.ascontiguousarray(images, dtype=np.float32)
     device = next(model.parameters()).device
     with torch.no_grad():
         ref = model.eval()(torch.from_numpy(x).to(device)).float().cpu().numpy()
     out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {INPUT: x})[0]
-    report = compare(ref, out, max_abs=None, min_cosine=MIN_COSINE["int8-qat"])
-    if not report.passed:
-        raise QuantizeError(f"int8-qat: the exported Q/DQ ONNX differs from the trained model beyond tolerance: "
-                            f"{report.summary()}")
-    return report.to_json()
+    return check_against_parent(ref, out, "int8-qat", "int8-qat: the exported Q/DQ ONNX",
+                                reference="trained model").to_json()
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
@@ -269,7 +267,7 @@ def unsigned_activations(model: onnx.ModelProto) -> int:
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute):
         return 0  # names read inside a subgraph are not in ``readers`` below: leave such a graph alone
     consts = _constants(g)
-    inits = set(consts)  # initializers and Constant nodes: a Q of one of them quantizes a weight
+    weights = set(consts)  # initializers and Constant nodes: a Q of one of them quantizes a weight
     taken = {t.name for t in g.initializer} | {o for n in g.node for o in n.output} | {i.name for i in g.input}
     readers: dict[str, list[onnx.NodeProto]] = {}
     for n in g.node:
@@ -285,7 +283,7 @@ def unsigned_activations(model: onnx.ModelProto) -> int:
 
     changed, retyped = 0, set()
     for n in g.node:
-        if n.op_type != "QuantizeLinear" or n.input[0] in inits or n.output[0] in outputs:
+        if n.op_type != "QuantizeLinear" or n.input[0] in weights or n.output[0] in outputs:
             continue  # weights (folded already) or a graph output
         scale, zero = grid(n)
         deqs = readers.get(n.output[0], [])

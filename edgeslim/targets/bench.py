@@ -183,7 +183,8 @@ def _in_processes(target: Target, arts: list[Artifact], samples: dict[str, np.nd
     for i in range(n):
         for runs_of, art in zip(runs, arts):
             key = str(art.path)
-            runs_of.append(_session(target, art, samples[key], later if i else one, None if i else vals[key]))
+            runs_of.append(_measure(target, art, samples[key], later if i else one, None if i else vals[key],
+                                    own_process=True))
     return [_median_process(r, n, turns=len(arts) > 1) for r in runs]
 
 
@@ -203,27 +204,22 @@ def _median_process(runs: list[dict[str, Any]], n: int, *, turns: bool) -> dict[
     return row
 
 
-def _session(target: Target, art: Artifact, sample: np.ndarray, cfg: ProfileCfg, val: Any) -> dict[str, Any]:
-    """One measurement in a fresh process: the profiling agent for ``cpu``; ``edge`` runs it already."""
-    if target.name != "cpu":
-        return _measure(target, art, sample, cfg, val)
-    try:
-        m = agent_profile(art, sample, cfg, val, threads=target.threads(), core=None, memory_limit_mb=None,
-                          device="cpu", runner_options=target.runner_options(art), timeout_s=AGENT_TIMEOUT_S)
-    except Exception as err:  # one failure must not stop the other rows
-        m = failed_row(err)
-    return {k: m[k] for k in MEASURED if k in m}
-
-
 def _sample(shape: tuple[int, ...], pre: Optional[Preprocessed]) -> np.ndarray:
     if pre is not None:  # time the artifact on the real image it was given
         return pre.array
     return np.random.default_rng(0).standard_normal((1, *shape[1:]), dtype=np.float32)
 
 
-def _measure(target: Target, art: Artifact, sample: np.ndarray, cfg: ProfileCfg, val: Any) -> dict[str, Any]:
+def _measure(target: Target, art: Artifact, sample: np.ndarray, cfg: ProfileCfg, val: Any, *,
+             own_process: bool = False) -> dict[str, Any]:
+    """One measurement as a row's fields. ``own_process``: in a fresh process of its own (the
+    profiling agent on ``cpu``; ``edge`` always runs it)."""
     try:
-        m = target.profile(art, sample, cfg, val)
+        if own_process and target.name == "cpu":
+            m = agent_profile(art, sample, cfg, val, threads=target.threads(), core=None, memory_limit_mb=None,
+                              device="cpu", runner_options=target.runner_options(art), timeout_s=AGENT_TIMEOUT_S)
+        else:
+            m = target.profile(art, sample, cfg, val)
     except Exception as err:  # one failure must not stop the other rows
         m = failed_row(err)
     return {k: m[k] for k in MEASURED if k in m}
