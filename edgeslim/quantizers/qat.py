@@ -42,6 +42,7 @@ from edgeslim.config import StrictModel
 from edgeslim.errors import QuantizeError, first_line
 from edgeslim.exporters.onnx import INPUT, OUTPUT, strip_debug_info
 from edgeslim.exporters.onnx_files import check_onnx, save_onnx
+from edgeslim.exporters.parity import MIN_COSINE, compare
 from edgeslim.quantizers.onnx_graph import compact_names
 
 # QDQ export needs opset 13 (per-channel DequantizeLinear)
@@ -191,15 +192,17 @@ def export_parity(model: nn.Module, path: Path, images: np.ndarray) -> dict:
     strayed from the trained model (the int8-qat minimum cosine)."""
     import onnxruntime as ort
 
-    from edgeslim.quantizers.base import check_against_parent  # base -> config -> this module
-
     x = np.ascontiguousarray(images, dtype=np.float32)
     device = next(model.parameters()).device
     with torch.no_grad():
         ref = model.eval()(torch.from_numpy(x).to(device)).float().cpu().numpy()
     out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {INPUT: x})[0]
-    return check_against_parent(ref, out, "int8-qat", "int8-qat: the exported Q/DQ ONNX",
-                                reference="trained model").to_json()
+    # compare and raise here: quantizers.base (check_against_parent) imports this module's config
+    report = compare(ref, out, max_abs=None, min_cosine=MIN_COSINE["int8-qat"])
+    if not report.passed:
+        raise QuantizeError(f"int8-qat: the exported Q/DQ ONNX differs from the trained model beyond tolerance: "
+                            f"{report.summary()}")
+    return report.to_json()
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
