@@ -157,6 +157,11 @@ def _late_failures(root: Path) -> list[str]:
     ]
 
 
+# valid settings that take away a late failure's cause: a global threshold keeps each layer a
+# step instead of emptying it; an FP16-only run calibrates nothing
+VOIDS = {"compress.ratio=0.97": {"compress.scope=global"},
+         "data.calibration_samples=100000": {"quantize.precisions=[fp16]"}}
+
 VALID_NOISE = ["seed=1", "seed=7", "compress.method=l2", "compress.method=random", "compress.scope=global",
                "quantize.precisions=[fp32,int8]", "quantize.precisions=[fp16]", "compress.round_to=null",
                "quantize.calibration_method=percentile", "targets=[cpu]"]
@@ -199,7 +204,9 @@ def test_runs_with_bad_values_fail_cleanly_and_leave_nothing_half_written(bad_fi
     overrides = data.draw(st.lists(st.sampled_from(failures), min_size=1, max_size=2, unique=True))
     if "model.name=vgg11_bn" in overrides:
         overrides.append("model.input_size=8")
-    overrides += data.draw(st.lists(st.sampled_from(VALID_NOISE), max_size=2, unique=True))
+    noise = data.draw(st.lists(st.sampled_from(VALID_NOISE), max_size=2, unique=True))
+    voided = set().union(*(VOIDS.get(o, set()) for o in overrides))
+    overrides += [n for n in noise if n not in voided]
     args = [a for kv in QUICK_RUN + overrides for a in ("--set", kv)]
     with tempfile.TemporaryDirectory() as tmp:
         check_run(args, Path(tmp) / "run", marker)
